@@ -166,7 +166,9 @@ def config_hash(cfg: Any, keys: Iterable[str] | None = None, length: int = 10) -
     flat = flatten(cfg)
     if keys is not None:
         wanted = list(keys)
-        flat = {k: v for k, v in flat.items() if any(k == w or k.startswith(w + ".") for w in wanted)}
+        flat = {
+            k: v for k, v in flat.items() if any(k == w or k.startswith(w + ".") for w in wanted)
+        }
     text = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
@@ -210,7 +212,9 @@ def _build(
     for key in raw:
         if key not in names:
             full = prefix + str(key)
-            close = [n for n in names if n.replace("_", "") == str(key).replace("_", "").replace("-", "")]
+            close = [
+                n for n in names if n.replace("_", "") == str(key).replace("_", "").replace("-", "")
+            ]
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
             problems.append(
                 f"{_flag(full, flag_names)}: unknown key {full!r}{hint}; "

@@ -87,4 +87,8 @@ class ProgressLogger:
 
     def emit(self) -> None:
         total = f"/{self.total}" if self.total is not None else ""
-        print(f"{self.count}{total} {self.label}, {self.rate():.2f} img/s", file=sys.stderr, flush=True)
+        print(
+            f"{self.count}{total} {self.label}, {self.rate():.2f} img/s",
+            file=sys.stderr,
+            flush=True,
+        )

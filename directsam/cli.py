@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as err:
             # Only tolerate the command module itself being absent (a partial install);
             # a missing dependency inside it is a real error.
-            if err.name != name:
+            if err.name is None or not name.startswith(err.name):
                 raise
             continue
         module.register(sub)

@@ -1,0 +1,211 @@
+"""``directsam predict IMAGE...``: image files -> boundary map, token map and overlay PNGs.
+
+Per image ``<stem>`` it writes ``<stem>_boundary.png`` (probabilities x 255, uint8),
+``<stem>_tokens.png`` (token labels, uint16; 0 = boundary, 1..N by area, saturating at 65535) and
+``<stem>_overlay.png`` (the image tinted per token, boundary in white), all at the image's own
+size, and appends one JSON line per image to ``OUTPUT/predictions.jsonl``. A file that cannot be
+read or decoded is reported (stderr and an ``error`` line) and the rest still run; the exit
+status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BOUNDARY_COLOUR = (255, 255, 255)
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_RESOLUTION = 1024
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` subcommand (sets ``func`` on the parsed namespace)."""
+    p = subparsers.add_parser(
+        "predict",
+        help="predict boundaries and tokens for image files",
+        description="Run a boundary model on image files and write boundary/token/overlay PNGs.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="hub id, checkpoint directory, or scratch:b0..b5 / scratch:tiny (random init)",
+    )
+    p.add_argument("--output", required=True, help="folder for the PNGs and predictions.jsonl")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help=f"model input side (default: the checkpoint's directsam.json, else {DEFAULT_RESOLUTION})",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help=f"boundary threshold in (0, 1) (default: the checkpoint's, else {DEFAULT_THRESHOLD})",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        help="auto = bf16 on CUDA, fp32 on CPU",
+    )
+    p.add_argument(
+        "--pyramid",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        metavar="LAYERS",
+        help="average with LAYERS layers of overlapping crops (bare flag: 1 layer)",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="denoise: keep at most this many tokens, merging the smallest into neighbours",
+    )
+    p.add_argument(
+        "--min-area",
+        type=int,
+        default=None,
+        help="denoise: merge tokens smaller than this many pixels into neighbours",
+    )
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow checkpoints that only have pytorch_model.bin (pickle) weights",
+    )
+    p.set_defaults(func=run_predict)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from directsam.config import ConfigError
+
+    problems = []
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        problems.append(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.resolution is not None and args.resolution < 32:
+        problems.append(f"--resolution must be >= 32, got {args.resolution}")
+    if args.pyramid < 0:
+        problems.append(f"--pyramid must be >= 0 layers, got {args.pyramid}")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        problems.append(f"--max-tokens must be >= 1, got {args.max_tokens}")
+    if args.min_area is not None and args.min_area < 0:
+        problems.append(f"--min-area must be >= 0, got {args.min_area}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def token_palette(num_tokens: int, seed: int = 0) -> np.ndarray:
+    """uint8 ``(num_tokens + 1, 3)`` colours; row 0 (boundary) is ``BOUNDARY_COLOUR``."""
+    palette = np.random.default_rng(seed).integers(32, 256, size=(num_tokens + 1, 3))
+    palette[0] = BOUNDARY_COLOUR
+    return palette.astype(np.uint8)
+
+
+def overlay_tokens(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)``: image blended 50/50 with a colour per token, boundary solid."""
+    palette = token_palette(int(labels.max()) if labels.size else 0)
+    colours = palette[labels]
+    blended = (image.astype(np.uint16) + colours) // 2
+    out = blended.astype(np.uint8)
+    out[labels == 0] = BOUNDARY_COLOUR
+    return out
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    """File stems, with ``-1``, ``-2`` ... appended where two inputs share one."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        count = seen.get(path.stem, 0)
+        seen[path.stem] = count + 1
+        stems.append(path.stem if count == 0 else f"{path.stem}-{count}")
+    return stems
+
+
+def _write_outputs(out_dir: Path, stem: str, image: np.ndarray, probs: np.ndarray, labels) -> None:
+    from PIL import Image
+
+    boundary = np.clip(np.rint(probs * 255.0), 0, 255).astype(np.uint8)
+    Image.fromarray(boundary).save(out_dir / f"{stem}_boundary.png")
+    # PNG holds at most 16 bits per grey pixel; beyond 65535 tokens the labels saturate.
+    Image.fromarray(np.minimum(labels, 65535).astype(np.uint16)).save(
+        out_dir / f"{stem}_tokens.png"
+    )
+    Image.fromarray(overlay_tokens(image, labels)).save(out_dir / f"{stem}_overlay.png")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Run ``directsam predict``; returns the exit status (1 if any image failed)."""
+    from directsam.config import ConfigError
+    from directsam.data.decode import decode_image
+    from directsam.inference.denoise import denoise_tokens
+    from directsam.inference.predictor import BoundaryPredictor, _checkpoint_meta
+    from directsam.inference.tokens import probs_to_tokens
+    from directsam.schema import READ_FAILED, InputError
+
+    _check_args(args)
+    try:
+        meta = _checkpoint_meta(args.checkpoint)
+        resolution = args.resolution or int(meta.get("resolution") or DEFAULT_RESOLUTION)
+        threshold = args.threshold or float(meta.get("threshold") or DEFAULT_THRESHOLD)
+        predictor = BoundaryPredictor(
+            args.checkpoint,
+            device=args.device,
+            dtype=args.dtype,
+            resolution=resolution,
+            allow_pickle=args.allow_pickle,
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--checkpoint {args.checkpoint}: {err}") from err
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in args.images]
+    failures = 0
+    with open(out_dir / "predictions.jsonl", "a") as log:
+        for path, stem in zip(paths, _unique_stems(paths)):
+            record: dict[str, Any] = {"image": str(path)}
+            try:
+                try:
+                    data = path.read_bytes()
+                except OSError as err:
+                    raise InputError(READ_FAILED, f"{path}: {err.strerror or err}") from None
+                image = decode_image(data, name=str(path))
+                height, width = image.shape[:2]
+                probs = predictor.predict(
+                    [image],
+                    out_size=(height, width),
+                    pyramid=args.pyramid > 0,
+                    pyramid_layers=max(args.pyramid, 1),
+                )[0]
+                labels, num_tokens = probs_to_tokens(probs, threshold)
+                if args.max_tokens is not None or args.min_area is not None:
+                    labels = denoise_tokens(labels, args.min_area or 0, args.max_tokens)
+                    num_tokens = int(labels.max())
+                _write_outputs(out_dir, stem, image, probs, labels)
+            except (InputError, ValueError) as err:
+                failures += 1
+                print(f"directsam predict: error: {err}", file=sys.stderr)
+                record["error"] = str(err)
+            else:
+                record.update(num_tokens=num_tokens, height=height, width=width)
+                print(f"{path}: {num_tokens} tokens")
+            record.update(
+                checkpoint=args.checkpoint,
+                checkpoint_sha=predictor.checkpoint_sha,
+                threshold=threshold,
+                resolution=resolution,
+            )
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+    if failures:
+        print(f"directsam predict: {failures} of {len(paths)} images failed", file=sys.stderr)
+    return 1 if failures else 0

@@ -53,6 +53,20 @@ def oracle_contour_recall(gt: np.ndarray, pred: np.ndarray, tolerance: int = 5) 
     return num_labels - 1, float(recall)
 
 
+def oracle_effective_contour(labels: np.ndarray) -> np.ndarray:
+    """bool HxW union over labels k > 0 of dilate(L == k) minus erode(dilate(L == k)), per label."""
+    effective = np.zeros(labels.shape, dtype=np.uint8)
+    kernel3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    for label_id in np.unique(labels):
+        if label_id <= 0:
+            continue
+        mask = (labels == label_id).astype(np.uint8)
+        dilated = cv2.dilate(mask, kernel3, iterations=1)
+        eroded = cv2.erode(dilated, kernel3, iterations=1)
+        effective[(dilated - eroded) > 0] = 1
+    return effective.astype(bool)
+
+
 def _within(src: np.ndarray, dst: np.ndarray, tolerance: float) -> np.ndarray:
     """bool per `src` pixel (in np.nonzero order): some `dst` pixel lies within `tolerance` px."""
     src_yx = np.argwhere(src).astype(np.int64)

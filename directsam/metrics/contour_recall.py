@@ -1,0 +1,216 @@
+"""Effective contour recall and token count of a predicted boundary against a GT boundary.
+
+(gt bool HxW, pred bool HxW, tolerance) -> (num_tokens, recall). Same numbers as the seed's
+per-token definition (tests/metrics/oracle.py), without the per-token loop:
+
+1. GT off and prediction on in the border band (outer `tolerance` pixels); empty GT -> skipped.
+2. skeleton = skimage skeletonize(pred) (our exact re-implementation, `skeleton.py`).
+3. tokens = 4-connected components of the non-skeleton pixels (cv2.connectedComponents).
+4. effective contour = union over tokens k of D_k minus erode(D_k), D_k = dilate(token_k),
+   both with cv2's 3x3 cross ("ellipse") and cv2's default borders.
+5. recall = |GT and dilate(contour, t x t ellipse)| / |GT|.
+
+Step 4 at once. With S(x) = {L(y) > 0 : y in N(x)} (N = the cross around x, inside the image,
+L = label image), x is in D_k iff k in S(x), and x is in erode(D_k) iff every in-image cross
+neighbour y of x has k in S(y) (cv2's erode counts outside pixels as set). So
+
+    x in contour  <=>  some in-image 4-neighbour q of x has S(x) not a subset of S(q),
+
+a test on the radius-2 diamond around x (13 pixels). It can only hold where some 4-neighbour
+has a positive label other than L(x); for skeleton tokens (4-connected components, so two
+different tokens are never 4-adjacent) that means skeleton pixels only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+from directsam.metrics.skeleton import _flat_nonzero, thin_inplace
+
+_PAD = 2  # the diamond test reads two pixels beyond the image
+
+
+def effective_contour_recall(
+    gt: npt.NDArray[np.bool_], pred: npt.NDArray[np.bool_], tolerance: int = 5
+) -> tuple[int, float]:
+    """Effective contour recall of `pred` against `gt`, and the number of tokens of `pred`.
+
+    Args:
+        gt: bool HxW ground-truth boundary (any dtype, nonzero = boundary; not modified).
+        pred: bool HxW predicted boundary, same shape (not modified).
+        tolerance: int >= 1, border band width and matching tolerance in pixels (t x t ellipse).
+
+    Returns:
+        (num_tokens, recall) with recall in [0, 1]; (-1, -1.0) when `gt` is empty once the
+        border band is removed (the image is skipped by `aggregate`).
+    """
+    import cv2
+
+    gt = np.asarray(gt)
+    pred = np.asarray(pred)
+    if gt.ndim != 2 or gt.shape != pred.shape:
+        raise ValueError(
+            f"gt and pred must be 2-D of the same shape, got {gt.shape} and {pred.shape}"
+        )
+    if isinstance(tolerance, bool) or int(tolerance) != tolerance or tolerance < 1:
+        raise ValueError(f"tolerance must be an integer >= 1, got {tolerance!r}")
+    t = int(tolerance)
+    h, w = gt.shape
+
+    # Everything lives in frames with a zero ring of width _PAD around the image.
+    shape = (h + 2 * _PAD, w + 2 * _PAD)
+    gt_frame = np.zeros(shape, dtype=np.uint8)
+    gt_frame[_PAD + t : _PAD + h - t, _PAD + t : _PAD + w - t] = gt[t : h - t, t : w - t] != 0
+    n_gt = cv2.countNonZero(gt_frame)
+    if n_gt == 0:
+        return -1, -1.0
+
+    # The prediction with the border band on, thinned in place to its skeleton.
+    frame = np.zeros(shape, dtype=np.uint8)
+    frame[_PAD:-_PAD, _PAD:-_PAD] = 1
+    frame[_PAD + t : _PAD + h - t, _PAD + t : _PAD + w - t] = pred[t : h - t, t : w - t] != 0
+    thin_inplace(frame)
+
+    # Tokens: the ring is passed as background so that labels live in the same padded frame;
+    # it adds no component and splits none, so the count equals the unpadded call's.
+    tokens_in = np.ascontiguousarray(1 - frame)
+    _clear_ring(tokens_in, 0)
+    num_labels, labels = cv2.connectedComponents(tokens_in, connectivity=4)
+    _clear_ring(labels, -1)  # -1 = outside the image
+
+    effective = np.zeros_like(frame)
+    skeleton_idx = _flat_nonzero(frame)
+    effective.ravel()[skeleton_idx[_skeleton_contour_at(labels, skeleton_idx)]] = 1
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
+    # Dilating the padded frame equals dilating the image: the ring is 0 and cv2 pads with -inf.
+    dilated = cv2.dilate(effective, kernel, iterations=1)
+    hits = cv2.countNonZero(cv2.bitwise_and(gt_frame, dilated))
+    recall = np.float64(hits) / np.float64(n_gt)  # the seed divides two numpy integer sums
+    return num_labels - 1, float(recall)
+
+
+def effective_contour(labels: npt.NDArray[np.integer]) -> npt.NDArray[np.bool_]:
+    """Union over labels k > 0 of cv2 dilate(L == k) minus erode(dilate(L == k)), 3x3 cross.
+
+    Works for any label image (labels need not be connected or separated by 0).
+
+    Args:
+        labels: int HxW label image, 0 = no token, values < 2**31.
+
+    Returns:
+        bool HxW effective contour.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
+    h, w = labels.shape
+    padded = np.full((h + 2 * _PAD, w + 2 * _PAD), -1, dtype=np.int32)
+    inner = padded[_PAD:-_PAD, _PAD:-_PAD]
+    inner[...] = np.maximum(labels, 0)
+    # Candidates: some in-image 4-neighbour carries a positive label other than the pixel's own.
+    cand = np.zeros((h, w), dtype=bool)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        nb = padded[_PAD + dy : _PAD + dy + h, _PAD + dx : _PAD + dx + w]
+        cand |= (nb > 0) & (nb != inner)
+    ys, xs = np.nonzero(cand)
+    idx = (ys.astype(np.intp) + _PAD) * padded.shape[1] + (xs.astype(np.intp) + _PAD)
+    out = np.zeros(padded.shape, dtype=bool)
+    out.ravel()[idx[_contour_at(padded, idx)]] = True
+    return out[_PAD:-_PAD, _PAD:-_PAD].copy()
+
+
+def aggregate(results: Iterable[tuple[int, float]]) -> dict[str, float | int]:
+    """Means over images of `effective_contour_recall` results; skipped images (-1) left out.
+
+    Args:
+        results: (num_tokens, recall) per image, as returned by `effective_contour_recall`.
+
+    Returns:
+        {"mean_recall", "mean_num_tokens"} (float; nan when no image counted),
+        {"num_images"} (images that entered the means), {"num_skipped"} (recall -1).
+    """
+    recalls: list[float] = []
+    tokens: list[int] = []
+    skipped = 0
+    for num_tokens, recall in results:
+        if recall < 0:
+            skipped += 1
+            continue
+        recalls.append(float(recall))
+        tokens.append(int(num_tokens))
+    n = len(recalls)
+    return {
+        "mean_recall": float(np.mean(recalls)) if n else float("nan"),
+        "mean_num_tokens": float(np.mean(tokens)) if n else float("nan"),
+        "num_images": n,
+        "num_skipped": skipped,
+    }
+
+
+def _clear_ring(a: np.ndarray, value: int) -> None:
+    """Set the outer `_PAD` rows and columns of a 2-D array to `value`, in place."""
+    a[:_PAD] = value
+    a[-_PAD:] = value
+    a[:, :_PAD] = value
+    a[:, -_PAD:] = value
+
+
+def _skeleton_contour_at(
+    labels: npt.NDArray[np.int32], idx: npt.NDArray[np.intp]
+) -> npt.NDArray[np.bool_]:
+    """`_contour_at` for skeleton pixels of a token label image (tokens = the 4-connected
+    components of the non-zero pixels, so two different tokens are never 4-adjacent).
+
+    For p with L(p) = 0: (i) two different labels k1 != k2 among p's 4-neighbours -> contour
+    (q = the k1 neighbour has only k1 / 0 around it, so k2 is not in S(q)); (ii) one label k ->
+    contour iff some in-image skeleton neighbour q (L(q) = 0; a k-labelled q has k in S(q))
+    has no k around it; (iii) no label -> S(p) is empty, not contour.
+    """
+    flat = labels.ravel()
+    stride = labels.shape[1]
+    cross = (-stride, stride, -1, 1)
+    near = [flat[idx + b] for b in cross]  # L(q) for p's 4 neighbours q (-1 outside the image)
+    k = np.maximum(np.maximum(near[0], near[1]), np.maximum(near[2], near[3]))
+    two_labels = np.zeros(idx.size, dtype=bool)
+    for q in near:
+        two_labels |= (q > 0) & (q != k)
+    hit = two_labels.copy()
+    one_label = (k > 0) & ~two_labels
+    for b, q in zip(cross, near, strict=True):
+        lacks_k = one_label & (q == 0)
+        for c in cross:
+            if b + c != 0:  # q's neighbours other than p
+                lacks_k &= flat[idx + (b + c)] != k
+        hit |= lacks_k
+    return hit
+
+
+def _contour_at(labels: npt.NDArray[np.int32], idx: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+    """For flat indices `idx` into a padded label frame (-1 outside the image, ring >= 2), whether
+    each pixel is on the effective contour (module docstring): some in-image 4-neighbour q has
+    a label of S(p) missing from S(q)."""
+    flat = labels.ravel()
+    stride = labels.shape[1]
+    cross = (-stride, stride, -1, 1)
+    # Labels on the radius-2 diamond around p (p, its 4 neighbours, theirs), one gather each.
+    offsets = {0, *cross, *(a + b for a in cross for b in cross)}
+    at = {o: flat[idx + o] for o in offsets}
+    hit = np.zeros(idx.size, dtype=bool)
+    for a in cross:  # k = label of p's neighbour p + a (a label of S(p); L(p) is in every S(q))
+        k = at[a]
+        k_pos = k > 0
+        if not k_pos.any():
+            continue
+        for b in cross:  # q = p + b, another 4-neighbour of p (k is in S(p + a) trivially)
+            if b == a:
+                continue
+            q = at[b]
+            missing = k_pos & (q >= 0) & (q != k)
+            for c in cross:  # the rest of S(q): q's 4-neighbours (one of them is p)
+                missing &= at[b + c] != k
+            hit |= missing
+    return hit

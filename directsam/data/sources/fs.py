@@ -1,0 +1,203 @@
+"""URIs -> bytes: local paths, ``s3://``/``gs://`` (pyarrow filesystems) and tar members.
+
+A ``source_uri`` is a local path, a URI with a scheme pyarrow understands, or
+``<tar uri>::<member>`` for a member of a tar shard. Tar members are read with one ranged read
+each: the member index (name -> data offset and size) is built once per tar and process from
+the tar headers alone, so reading an image never streams the rest of a 10 GB SA-1B shard.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tarfile
+from dataclasses import dataclass
+from typing import Any
+
+from directsam.schema import READ_FAILED, InputError
+
+TAR_SEP = "::"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One listed file: ``uri`` (as a user would write it), ``rel`` (path below the listed root)."""
+
+    uri: str
+    rel: str
+    size: int
+
+
+def split_scheme(uri: str) -> tuple[str, str]:
+    """``"s3://b/k"`` -> ``("s3", "b/k")``; local paths and ``file://`` -> ``("", abspath)``."""
+    if uri.startswith("file://"):
+        return "", os.path.abspath(uri[len("file://") :])
+    if "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return scheme, rest
+    return "", os.path.abspath(os.path.expanduser(uri))
+
+
+@functools.lru_cache(maxsize=32)
+def _remote_fs(scheme: str, authority: str) -> Any:
+    import pyarrow.fs as pafs
+
+    fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{authority}")
+    return fs
+
+
+def resolve(uri: str) -> tuple[Any, str, str]:
+    """``uri`` -> (pyarrow filesystem, path inside it, scheme prefix such as ``"s3://"``).
+
+    Filesystems are cached per scheme and bucket, so credentials are resolved once per process.
+    """
+    import pyarrow.fs as pafs
+
+    scheme, rest = split_scheme(uri)
+    if not scheme:
+        return pafs.LocalFileSystem(), rest, ""
+    authority = rest.split("/", 1)[0]
+    # S3FileSystem paths are "bucket/key": the URI without its scheme.
+    return _remote_fs(scheme, authority), rest.rstrip("/"), scheme + "://"
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a local path or URI with ``/``."""
+    out = uri.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def is_dir(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path, _ = resolve(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def is_file(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path, _ = resolve(uri)
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def list_files(
+    uri: str, extensions: tuple[str, ...] | None = None, recursive: bool = True
+) -> list[FileEntry]:
+    """Files below ``uri`` (case-insensitive extension filter), sorted by relative path.
+
+    Hidden files and folders (``.name``, e.g. our ``.tmp`` writes) are skipped.
+    """
+    import pyarrow.fs as pafs
+
+    fs, path, prefix = resolve(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
+    base = path.rstrip("/") + "/"
+    out = []
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.path.startswith(base):
+            continue
+        rel = info.path[len(base) :]
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue
+        if extensions is not None and not rel.lower().endswith(extensions):
+            continue
+        out.append(FileEntry(prefix + info.path, rel, int(info.size or 0)))
+    return sorted(out, key=lambda e: e.rel)
+
+
+def list_dirs(uri: str) -> list[str]:
+    """Immediate sub-folders of ``uri`` (URIs), sorted."""
+    import pyarrow.fs as pafs
+
+    fs, path, prefix = resolve(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
+    return sorted(
+        prefix + i.path
+        for i in infos
+        if i.type == pafs.FileType.Directory and not i.base_name.startswith(".")
+    )
+
+
+def split_member(uri: str) -> tuple[str, str | None]:
+    """``"a.tar::sa_1.jpg"`` -> ``("a.tar", "sa_1.jpg")``; plain URIs -> ``(uri, None)``."""
+    if TAR_SEP in uri:
+        tar, member = uri.split(TAR_SEP, 1)
+        return tar, member
+    return uri, None
+
+
+def _read_whole(uri: str) -> bytes:
+    fs, path, _ = resolve(uri)
+    with fs.open_input_file(path) as f:
+        return f.read()
+
+
+def read_range(uri: str, offset: int, size: int) -> bytes:
+    """``size`` bytes of the file ``uri`` from ``offset`` (one ranged GET on object stores)."""
+    fs, path, _ = resolve(uri)
+    with fs.open_input_file(path) as f:
+        data = f.read_at(size, offset)
+    if len(data) != size:
+        raise OSError(f"short read: {len(data)} of {size} bytes at offset {offset} (truncated?)")
+    return data
+
+
+def tar_index(tar_uri: str) -> dict[str, tuple[int, int]]:
+    """``{member name: (data offset, size)}`` of the regular files in a tar, from its headers.
+
+    Raises:
+        OSError / tarfile.TarError: the tar cannot be opened or its first header is corrupt.
+        A tar truncated later is indexed up to the damage (members past it are absent; a
+        member whose data is cut short fails when read).
+    """
+    return dict(_tar_index_cached(tar_uri))
+
+
+@functools.lru_cache(maxsize=16)
+def _tar_index_cached(tar_uri: str) -> tuple[tuple[str, tuple[int, int]], ...]:
+    fs, path, _ = resolve(tar_uri)
+    out: list[tuple[str, tuple[int, int]]] = []
+    with fs.open_input_file(path) as f:
+        # "r:" on a seekable file reads only the 512-byte headers and seeks over member data.
+        with tarfile.open(fileobj=f, mode="r:") as tf:  # type: ignore[arg-type]
+            try:
+                for info in tf:
+                    if info.isfile():
+                        out.append((info.name, (info.offset_data, info.size)))
+            except (tarfile.TarError, OSError, EOFError):
+                # Truncated after some members: keep what was indexed (see docstring).
+                pass
+    return tuple(out)
+
+
+def read_uri(uri: str, offset: int = -1, size: int = -1) -> bytes:
+    """Read any ``source_uri``: local path, pyarrow URI, or ``<tar>::<member>``.
+
+    Args:
+        uri: where the bytes are.
+        offset, size: optional byte range of a tar member inside its tar (from the listing);
+            without them the tar's header index is built (once per tar and process).
+
+    Raises:
+        InputError(READ_FAILED): missing file or member, permission, network or short read;
+            the detail names the URI.
+    """
+    try:
+        tar, member = split_member(uri)
+        if member is None:
+            return _read_whole(uri)
+        if offset < 0 or size < 0:
+            index = _tar_index_cached(tar)
+            found = dict(index).get(member)
+            if found is None:
+                raise FileNotFoundError(f"no member {member!r} in {tar}")
+            offset, size = found
+        return read_range(tar, offset, size)
+    except InputError:
+        raise
+    except (OSError, tarfile.TarError, ValueError, EOFError) as err:
+        raise InputError(READ_FAILED, f"{uri}: {type(err).__name__}: {err}") from None

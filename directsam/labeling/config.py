@@ -1,0 +1,191 @@
+"""``LabelConfig``: the typed configuration of a pseudo-labeling job (stage 2).
+
+Defaults are the seed's (1800 px, threshold 0.5, human boundary thickness 9). YAML presets
+live in ``configs/pseudo_label.yaml``; flags of ``directsam label`` are shorthands for keys
+here (see :data:`SHORTHANDS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from directsam.data.sources.listing import SOURCE_TYPES, SPLITS
+
+LABEL_MODES = ("single_channel", "force_binary", "rgb")
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+DEVICES = ("auto", "cuda", "cpu")
+
+
+@dataclass
+class SourceConfig:
+    type: str = ""
+    """Source type: sa1b | coco | labelmap | images | shards (empty: from the registry)."""
+    input: str = ""
+    """Input path or URI (layouts in docs/LABELING.md)."""
+    dataset: str = ""
+    """Dataset name (output folder); a registry name fills type/input/... from the registry."""
+    annotations: str | None = None
+    """COCO JSON file (default: the one *.json in --input)."""
+    labels: str | None = None
+    """Label-map folder (default: INPUT/labels beside INPUT/images)."""
+    mode: str = "single_channel"
+    """Label-map mode: single_channel | force_binary | rgb."""
+    split: str = "all"
+    """all | train | val (sa1b/shards: last 1% of sorted ids is val)."""
+    num_samples: int | None = None
+    """First N images in sorted-id order (with seed: a seeded random subset)."""
+    seed: int | None = None
+    """Seed of the random subset."""
+    registry: str = "configs/datasets.yaml"
+    """Dataset registry YAML consulted when --dataset names an entry."""
+
+    def validate(self) -> list[tuple[str, str]]:
+        out = []
+        if self.type and self.type not in SOURCE_TYPES:
+            out.append(("type", f"must be one of {', '.join(SOURCE_TYPES)}, got {self.type!r}"))
+        if self.mode not in LABEL_MODES:
+            out.append(("mode", f"must be one of {', '.join(LABEL_MODES)}, got {self.mode!r}"))
+        if self.split not in SPLITS:
+            out.append(("split", f"must be one of {', '.join(SPLITS)}, got {self.split!r}"))
+        if self.num_samples is not None and self.num_samples < 1:
+            out.append(("num_samples", f"must be >= 1, got {self.num_samples}"))
+        return out
+
+
+@dataclass
+class ModelConfig:
+    checkpoint: str = ""
+    """Checkpoint spec: hub id, local directory, or scratch:b0..b5 (benchmarks/smoke only)."""
+    resolution: int = 1800
+    """Model input side R; pseudo and human boundaries are stored at R x R."""
+    threshold: float = 0.5
+    """Boundary pixels are probability >= threshold."""
+    dtype: str = "auto"
+    """auto (bf16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16."""
+    device: str = "auto"
+    """auto (cuda when the cluster has GPUs) | cuda | cpu."""
+    compile: bool = False
+    """torch.compile the model in each actor (first batch compiles)."""
+    channels_last: bool = True
+    """NHWC convolutions (faster on tensor cores)."""
+    allow_pickle: bool = False
+    """Allow pytorch_model.bin (pickle) weights."""
+
+    def validate(self) -> list[tuple[str, str]]:
+        out = []
+        if self.resolution < 32:
+            out.append(("resolution", f"must be >= 32, got {self.resolution}"))
+        if not 0.0 < self.threshold < 1.0:
+            out.append(("threshold", f"must be in (0, 1), got {self.threshold}"))
+        if self.dtype not in DTYPES:
+            out.append(("dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}"))
+        if self.device not in DEVICES:
+            out.append(("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}"))
+        return out
+
+
+@dataclass
+class ComputeConfig:
+    batch_size: int = 8
+    """Images per GPU forward (B5 @ 1800 px: 8; larger batches are split by the predictor)."""
+    gpu_actors: int = 1
+    """Fixed size of the model actor pool (one per GPU of the cluster)."""
+    gpus_per_actor: float = 1.0
+    """GPUs per actor (0.5 packs two actors on one GPU); ignored on CPU."""
+    cpus_per_actor: float = 1.0
+    """CPUs reserved per model actor (keep below the cluster's CPUs: decode needs some)."""
+    decode_batch_size: int = 8
+    """Rows per CPU decode task batch."""
+    decode_tasks: int | None = None
+    """Most concurrent decode tasks (default: the cluster's CPUs)."""
+    rows_per_shard: int = 1000
+    """Input block size: block k of the sorted listing -> part-{k:06d}.parquet."""
+    max_blocks: int | None = None
+    """Stop after writing this many blocks (testing, fault injection, partial runs)."""
+    progress_interval_s: float = 30.0
+    """Seconds between "N/M images, img/s" log lines."""
+
+    def validate(self) -> list[tuple[str, str]]:
+        out = []
+        for name in ("batch_size", "gpu_actors", "decode_batch_size", "rows_per_shard"):
+            if getattr(self, name) < 1:
+                out.append((name, f"must be >= 1, got {getattr(self, name)}"))
+        if self.gpus_per_actor <= 0:
+            out.append(("gpus_per_actor", f"must be > 0, got {self.gpus_per_actor}"))
+        if self.cpus_per_actor < 0:
+            out.append(("cpus_per_actor", f"must be >= 0, got {self.cpus_per_actor}"))
+        if self.max_blocks is not None and self.max_blocks < 0:
+            out.append(("max_blocks", f"must be >= 0, got {self.max_blocks}"))
+        return out
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    """Log an MLflow run (config, counts, throughput)."""
+    uri: str | None = None
+    """MLflow tracking URI (default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."""
+    experiment: str = "directsam-label"
+    """MLflow experiment."""
+
+
+@dataclass
+class LabelConfig:
+    output: str = ""
+    """Output root: shards go to OUTPUT/<dataset>/gen-<checkpoint sha>/part-*.parquet."""
+    thickness: int = 9
+    """Human boundary band thickness at the model resolution (seed: 9)."""
+    address: str | None = None
+    """Ray address (default RAY_ADDRESS, else a local cluster)."""
+    source: SourceConfig = field(default_factory=SourceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def validate(self) -> list[tuple[str, str]]:
+        out = []
+        if self.thickness < 1:
+            out.append(("thickness", f"must be >= 1, got {self.thickness}"))
+        return out
+
+    def check_ready(self) -> list[tuple[str, str]]:
+        """Problems that only matter when running (required paths), after registry filling."""
+        out = []
+        for key, value in (
+            ("output", self.output),
+            ("model.checkpoint", self.model.checkpoint),
+            ("source.type", self.source.type),
+            ("source.input", self.source.input),
+        ):
+            if not value:
+                out.append((key, "is required"))
+        return out
+
+
+# Flags of `directsam label` -> config keys (flags default to None = not given).
+SHORTHANDS: dict[str, str] = {
+    "source": "source.type",
+    "input": "source.input",
+    "dataset": "source.dataset",
+    "annotations": "source.annotations",
+    "labels": "source.labels",
+    "mode": "source.mode",
+    "split": "source.split",
+    "num_samples": "source.num_samples",
+    "seed": "source.seed",
+    "registry": "source.registry",
+    "output": "output",
+    "checkpoint": "model.checkpoint",
+    "resolution": "model.resolution",
+    "threshold": "model.threshold",
+    "thickness": "thickness",
+    "dtype": "model.dtype",
+    "device": "model.device",
+    "batch_size": "compute.batch_size",
+    "gpu_actors": "compute.gpu_actors",
+    "rows_per_shard": "compute.rows_per_shard",
+    "max_blocks": "compute.max_blocks",
+    "address": "address",
+    "tracking_uri": "tracking.uri",
+    "experiment": "tracking.experiment",
+}

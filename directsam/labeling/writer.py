@@ -1,0 +1,246 @@
+"""Block plan and atomic Parquet shard writes: input block k -> ``part-{k:06d}.parquet``.
+
+The driver lists the input in sorted-id order and cuts it into blocks of ``rows_per_shard``
+ids. Each block is written once, whole, to a hidden temp name and renamed into place, with the
+block number and a hash of its ids in the Parquet metadata. A re-run skips every block whose
+final file exists and matches the plan, so an interrupted run plus a re-run gives exactly the
+rows of an uninterrupted one, and a finished block is never rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from directsam.data.sources import fs
+from directsam.labeling.layout import part_name
+from directsam.schema import (
+    CHECKPOINT,
+    CHECKPOINT_SHA,
+    DATASET,
+    ERROR,
+    HEIGHT,
+    HUMAN_BOUNDARY,
+    IMAGE_ID,
+    PSEUDO_BOUNDARY,
+    RESOLUTION,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_COL,
+    SOURCE_URI,
+    THICKNESS,
+    THRESHOLD,
+    WIDTH,
+    rle_arrow_type,
+)
+
+META_BLOCK = b"directsam.block"
+META_IDS_SHA = b"directsam.ids_sha256"
+META_ROWS = b"directsam.num_rows"
+
+
+class PlanMismatchError(ValueError):
+    """An existing shard does not hold the block the current plan expects (input changed)."""
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Block ``index`` of the sorted listing: its ``image_ids`` in order and their hash."""
+
+    index: int
+    image_ids: tuple[str, ...]
+
+    @property
+    def ids_sha(self) -> str:
+        return ids_sha256(self.image_ids)
+
+
+def ids_sha256(image_ids: tuple[str, ...] | list[str]) -> str:
+    digest = hashlib.sha256()
+    for image_id in image_ids:
+        digest.update(image_id.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def plan_blocks(image_ids: list[str], rows_per_shard: int) -> list[BlockPlan]:
+    """Cut sorted ids into consecutive blocks of ``rows_per_shard`` (the last may be short)."""
+    return [
+        BlockPlan(k, tuple(image_ids[start : start + rows_per_shard]))
+        for k, start in enumerate(range(0, len(image_ids), rows_per_shard))
+    ]
+
+
+def shard_schema() -> Any:
+    """Arrow schema of a labeled shard (the contract in DESIGN.md)."""
+    import pyarrow as pa
+
+    rle = rle_arrow_type()
+    return pa.schema(
+        [
+            (IMAGE_ID, pa.string()),
+            (SOURCE_URI, pa.string()),
+            (DATASET, pa.string()),
+            (HEIGHT, pa.int32()),
+            (WIDTH, pa.int32()),
+            (RESOLUTION, pa.int32()),
+            (PSEUDO_BOUNDARY, rle),
+            (HUMAN_BOUNDARY, rle),
+            (CHECKPOINT, pa.string()),
+            (CHECKPOINT_SHA, pa.string()),
+            (THRESHOLD, pa.float64()),
+            (THICKNESS, pa.int32()),
+            (SCHEMA_VERSION_COL, pa.int32()),
+            (ERROR, pa.string()),
+        ]
+    )
+
+
+def atomic_write_bytes(uri: str, data: bytes) -> None:
+    """Write ``data`` to a hidden temp file beside ``uri``, then rename it to ``uri``.
+
+    Local renames are atomic; on object stores the final key appears in one PUT/copy, so a
+    reader never sees a partial file.
+    """
+    filesystem, path, _ = fs.resolve(uri)
+    parent, _, name = path.rpartition("/")
+    filesystem.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:12]}"
+    with filesystem.open_output_stream(tmp) as out:
+        out.write(data)
+    filesystem.move(tmp, path)
+
+
+def clean_temp_files(directory: str) -> int:
+    """Remove temp files left by an interrupted run (one writer per generation at a time)."""
+    import pyarrow.fs as pafs
+
+    filesystem, path, _ = fs.resolve(directory)
+    infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    stale = [i.path for i in infos if i.type == pafs.FileType.File and ".tmp-" in i.base_name]
+    for p in stale:
+        filesystem.delete_file(p)
+    return len(stale)
+
+
+def block_status(generation: str, plan: BlockPlan) -> bool:
+    """True when the block's final shard exists and matches the plan.
+
+    Raises:
+        PlanMismatchError: the shard exists but holds other ids or another row count.
+    """
+    import pyarrow.parquet as pq
+
+    uri = fs.join(generation, part_name(plan.index))
+    if not fs.is_file(uri):
+        return False
+    filesystem, path, _ = fs.resolve(uri)
+    with filesystem.open_input_file(path) as f:
+        meta = pq.ParquetFile(f).metadata
+    kv = meta.metadata or {}
+    if meta.num_rows != len(plan.image_ids) or kv.get(META_IDS_SHA) != plan.ids_sha.encode():
+        raise PlanMismatchError(
+            f"{uri} holds {meta.num_rows} rows of another id list than block {plan.index} of "
+            f"the current listing ({len(plan.image_ids)} ids): the input changed since it was "
+            "written; write to a new --output"
+        )
+    return True
+
+
+def rle_cell(counts: str | None, size: int) -> dict[str, Any] | None:
+    return None if counts is None else {"size": [size, size], "counts": counts}
+
+
+def block_table(
+    plan: BlockPlan, rows: dict[str, dict[str, Any]], constants: dict[str, Any]
+) -> Any:
+    """Arrow table of one block in plan order.
+
+    Args:
+        plan: the block.
+        rows: image_id -> {source_uri, dataset, height, width, pseudo_boundary, human_boundary,
+            error}; must hold exactly the plan's ids.
+        constants: resolution, checkpoint, checkpoint_sha, threshold, thickness.
+    """
+    import pyarrow as pa
+
+    missing = [i for i in plan.image_ids if i not in rows]
+    extra = set(rows) - set(plan.image_ids)
+    if missing or extra:
+        raise RuntimeError(
+            f"block {plan.index}: rows do not match the plan (missing {missing[:3]}, "
+            f"unexpected {sorted(extra)[:3]})"
+        )
+    ordered = [rows[i] for i in plan.image_ids]
+    records = []
+    for image_id, row in zip(plan.image_ids, ordered, strict=True):
+        bad = row.get(ERROR) is not None
+        records.append(
+            {
+                IMAGE_ID: image_id,
+                SOURCE_URI: row[SOURCE_URI],
+                DATASET: row[DATASET],
+                HEIGHT: row.get(HEIGHT) or None,
+                WIDTH: row.get(WIDTH) or None,
+                RESOLUTION: constants[RESOLUTION],
+                PSEUDO_BOUNDARY: None if bad else row.get(PSEUDO_BOUNDARY),
+                HUMAN_BOUNDARY: None if bad else row.get(HUMAN_BOUNDARY),
+                CHECKPOINT: constants[CHECKPOINT],
+                CHECKPOINT_SHA: constants[CHECKPOINT_SHA],
+                THRESHOLD: constants[THRESHOLD],
+                THICKNESS: constants[THICKNESS],
+                SCHEMA_VERSION_COL: SCHEMA_VERSION,
+                ERROR: row.get(ERROR),
+            }
+        )
+    schema = shard_schema().with_metadata(
+        {
+            META_BLOCK: str(plan.index).encode(),
+            META_IDS_SHA: plan.ids_sha.encode(),
+            META_ROWS: str(len(records)).encode(),
+        }
+    )
+    return pa.Table.from_pylist(records, schema=schema)
+
+
+def write_block(generation: str, table: Any, block: int) -> str:
+    """Write one block's table atomically; returns the shard URI."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    uri = fs.join(generation, part_name(block))
+    atomic_write_bytes(uri, sink.getvalue().to_pybytes())
+    return uri
+
+
+def shard_counts(uris: list[str], max_reasons: int = 10) -> dict[str, Any]:
+    """Good/failed counts, per-code error counts and the first reasons of finished shards."""
+    import pyarrow.parquet as pq
+
+    total = failed = 0
+    codes: Counter[str] = Counter()
+    reasons: list[str] = []
+    for uri in uris:
+        filesystem, path, _ = fs.resolve(uri)
+        table = pq.read_table(path, columns=[IMAGE_ID, ERROR], filesystem=filesystem)
+        total += table.num_rows
+        for image_id, err in zip(
+            table[IMAGE_ID].to_pylist(), table[ERROR].to_pylist(), strict=True
+        ):
+            if err is None:
+                continue
+            failed += 1
+            codes[err.split(":", 1)[0]] += 1
+            if len(reasons) < max_reasons:
+                reasons.append(f"{image_id}: {err}")
+    return {
+        "num_rows": total,
+        "num_good": total - failed,
+        "num_failed": failed,
+        "error_counts": dict(sorted(codes.items())),
+        "first_errors": reasons,
+    }

@@ -1,0 +1,13 @@
+"""Stages 1 and 3: distributed training of the boundary model with Ray Train (V2).
+
+``config`` (typed job configs), ``schedule`` (``lr_at``), ``loss`` (HF's num_labels=1 BCE),
+``data`` (Ray Datasets of image + target), ``loop`` (the worker body), ``state`` (resumable
+checkpoints), ``validation``, ``track`` (MLflow on driver / rank 0), ``trainer``
+(``run_training``) and ``cli`` (``directsam pretrain | self-train | prepare-targets``).
+Importing this package loads neither torch nor Ray.
+"""
+
+from directsam.training.config import PretrainConfig, SelfTrainConfig, TrainConfig
+from directsam.training.schedule import lr_at
+
+__all__ = ["PretrainConfig", "SelfTrainConfig", "TrainConfig", "lr_at"]

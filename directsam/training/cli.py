@@ -1,0 +1,212 @@
+"""``directsam pretrain`` (stage 1) and ``directsam self-train`` (stage 3).
+
+    directsam pretrain --config configs/pretrain.yaml --data s3://bucket/sa1b/tars \\
+        --storage-path s3://bucket/runs --num-workers 8 --use-gpu
+    directsam self-train --config configs/self_train.yaml --data OUT/shards --init CKPT
+    python ray_jobs/pretrain.py --config configs/smoke/pretrain.yaml --data SAMPLE
+
+Re-running the same command resumes the run (same run name + storage path). Named flags are
+shorthands for config keys (shown in brackets); ``--set key.sub=value`` sets any key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from directsam.config import ConfigError, add_config_args, config_from_args, dump_yaml
+from directsam.training.config import SOURCES, TrainConfig, config_class
+
+SHORTHANDS: dict[str, str] = {
+    "source": "data.source",
+    "data": "data.input",
+    "dataset": "data.dataset",
+    "num_samples": "data.num_samples",
+    "seed": "data.seed",
+    "init": "init",
+    "max_steps": "optim.max_steps",
+    "run_name": "run.run_name",
+    "storage_path": "run.storage_path",
+    "shared_storage": "run.shared_storage",
+    "num_workers": "run.num_workers",
+    "use_gpu": "run.use_gpu",
+    "tracking_uri": "tracking.uri",
+    "experiment": "tracking.experiment",
+}
+REGISTRY_KEYS = {"type": "source", "input": "input", "annotations": "annotations",
+                 "labels": "labels", "mode": "mode"}  # fmt: skip
+
+
+def add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
+    """Flags of a training job; every one defaults to None (= keep the config's value)."""
+    default_source = "sa1b" if stage == "pretrain" else "shards"
+    add_config_args(p)
+    g = p.add_argument_group("data")
+    g.add_argument("--source", choices=SOURCES, default=None,
+                   help=f"source type, default {default_source} [data.source]")
+    g.add_argument("--data", default=None,
+                   help="input path or URI, as for `directsam label --input` [data.input]")
+    g.add_argument("--dataset", default=None,
+                   help="dataset name; a registry name fills source and paths [data.dataset]")
+    g.add_argument("--num-samples", type=int, default=None,
+                   help="first N training images in sorted-id order [data.num_samples]")
+    g.add_argument("--seed", type=int, default=None, help="random subset seed [data.seed]")
+    t = p.add_argument_group("run")
+    t.add_argument("--init", default=None, help="hub id, checkpoint dir or scratch:b0..b5 [init]")
+    t.add_argument("--max-steps", type=int, default=None, help="optimizer steps [optim.max_steps]")
+    t.add_argument("--run-name", default=None,
+                   help="run name; default experiment + config hash; same name resumes [run.run_name]")
+    t.add_argument("--storage-path", default=None,
+                   help="checkpoint storage: directory or s3://... [run.storage_path]")
+    t.add_argument("--shared-storage", action="store_true", default=None,
+                   help="the local --storage-path is shared by all nodes [run.shared_storage]")
+    t.add_argument("--num-workers", type=int, default=None,
+                   help="training workers; 0 = Train local mode [run.num_workers]")
+    t.add_argument("--use-gpu", action="store_true", default=None,
+                   help="one GPU per worker [run.use_gpu]")
+    t.add_argument("--address", default=None, help="Ray address (default RAY_ADDRESS or local)")
+    k = p.add_argument_group("tracking")
+    k.add_argument("--tracking-uri", default=None, help="MLflow tracking URI [tracking.uri]")
+    k.add_argument("--experiment", default=None, help="MLflow experiment [tracking.experiment]")
+    k.add_argument("--no-tracking", action="store_true", help="no MLflow run [tracking.enabled]")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as YAML and exit")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="generate a sample in a temp dir and run the smoke preset on it")
+
+
+def apply_registry(cfg: TrainConfig) -> TrainConfig:
+    """Fill ``data.source`` and paths from the registry entry ``data.dataset`` (input unset)."""
+    from directsam.labeling.registry import load_registry
+
+    d = cfg.data
+    if d.input or not d.dataset:
+        return cfg
+    entry = load_registry(d.registry).get(d.dataset)
+    if entry is None:
+        return cfg
+    for key, field_name in REGISTRY_KEYS.items():
+        if entry.get(key) not in (None, ""):
+            setattr(d, field_name, entry[key])
+    if not d.input:
+        raise ConfigError(
+            f"--dataset {d.dataset}: the registry {d.registry} has no path for it yet; fill in "
+            "its 'input' there or pass --data"
+        )
+    return cfg
+
+
+def build_config(args: argparse.Namespace, stage: str) -> TrainConfig:
+    """Config of a training job from parsed flags (YAML < named flags < ``--set``)."""
+    cfg = config_from_args(config_class(stage), args, SHORTHANDS)
+    if cfg.stage != stage:
+        raise ConfigError(f"--config: the file is a {cfg.stage} config; use it with that job")
+    if getattr(args, "no_tracking", False):
+        cfg.tracking.enabled = False
+    cfg = apply_registry(cfg)
+    if not cfg.data.input:
+        raise ConfigError("--data: no training data given (a path, URI or --dataset NAME)")
+    return cfg
+
+
+def run_job(cfg: TrainConfig, address: str | None = None) -> dict[str, Any]:
+    """Connect to Ray, train (or resume), and return a summary of the result."""
+    from directsam.raycluster import init_ray
+    from directsam.training.trainer import run_training
+
+    init_ray(address)
+    result = run_training(cfg)
+    return {
+        "run_name": result.run_name,
+        "checkpoint": result.checkpoint,
+        "storage_path": result.storage_path,
+        "mlflow_run_id": result.mlflow_run_id,
+        "metrics": result.metrics,
+    }
+
+
+def prepare_smoke_test(args: argparse.Namespace, stage: str, workdir: Path) -> None:
+    """Fill unset flags for ``--smoke-test``: sample data (labeled for stage 3), the smoke
+    preset, storage and MLflow under ``workdir``."""
+    from directsam.data.sample import make_sample
+
+    repo = Path(__file__).resolve().parents[2]
+    data = make_sample(workdir / "sample", num_images=8, seed=0, kind="sa1b")
+    if stage == "self_train" and args.data is None:
+        from directsam.labeling.cli import main as label_main
+
+        labels = workdir / "labels"
+        preset = repo / "configs" / "smoke" / "pseudo_label.yaml"
+        code = label_main(["--config", str(preset), "--input", str(data), "--output", str(labels),
+                           "--address", args.address or "local"])  # fmt: skip
+        if code != 0:
+            raise ConfigError(f"--smoke-test: labeling the sample failed (exit {code})")
+        data = labels
+    args.config = args.config or str(repo / "configs" / "smoke" / f"{stage}.yaml")
+    args.data = args.data or str(data)
+    args.storage_path = args.storage_path or str(workdir / "runs")
+    args.tracking_uri = args.tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+def _main(args: argparse.Namespace, stage: str) -> int:
+    if getattr(args, "smoke_test", False):
+        with tempfile.TemporaryDirectory(prefix=f"directsam-{stage}-smoke-") as tmp:
+            prepare_smoke_test(args, stage, Path(tmp))
+            args.smoke_test = False
+            return _main(args, stage)
+    cfg = build_config(args, stage)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        return 0
+    try:
+        summary = run_job(cfg, args.address)
+    except ValueError as err:  # listing / data problems name their flag
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(str(err)) from err
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def _parser(prog: str, stage: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_train_args(p, stage)
+    return p
+
+
+def _standalone(prog: str, stage: str, argv: Sequence[str] | None) -> int:
+    args = _parser(prog, stage).parse_args(argv)
+    try:
+        return _main(args, stage)
+    except ConfigError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def pretrain_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ray_jobs/pretrain.py`` (same flags as ``directsam pretrain``)."""
+    return _standalone("pretrain", "pretrain", argv)
+
+
+def self_train_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ray_jobs/self_train.py`` (same flags as ``directsam self-train``)."""
+    return _standalone("self_train", "self_train", argv)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``pretrain`` and ``self-train`` subcommands."""
+    for name, stage, text in (
+        ("pretrain", "pretrain", "stage 1: train the boundary model on SA-1B"),
+        ("self-train", "self_train", "stage 3: train on merged pseudo + human labels"),
+    ):
+        p = subparsers.add_parser(name, help=text, description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        add_train_args(p, stage)
+        p.set_defaults(func=lambda a, s=stage: _main(a, s))

@@ -1,0 +1,200 @@
+"""Training input: source or merged-label rows -> Ray Datasets of ``image`` + ``target`` (uint8).
+
+Driver side, :func:`build_datasets` returns the train and held-out datasets: source rows
+(``directsam.data.sources.read_source``) or merged labels (``read_merged_labels``) decoded by
+``directsam.data.targets.decode_rows`` in CPU tasks, bad rows dropped. Worker side,
+:func:`to_model_input` turns a uint8 batch on the GPU into normalised (optionally augmented)
+model input, so the host ships 4x fewer bytes than float pixels and spends no CPU on it.
+
+Targets are built on the fly: measured, the per-image CPU cost of a target is small next to
+JPEG decode (see docs/TRAINING.md), so a cache would save little and cost a full extra pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from directsam.schema import DATASET, ERROR, IMAGE_ID
+
+if TYPE_CHECKING:
+    import ray.data
+    import torch
+
+    from directsam.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+IMAGE = "image"  # uint8 (R, R, 3)
+TARGET = "target"  # uint8 (R, R): 1 boundary, 0 not, 255 ignored
+VAL_FRACTION = 0.01  # as directsam.data.sources.listing: last 1% of sorted ids is val
+
+
+def training_rows(
+    batch: dict[str, np.ndarray], resolution: int, thickness: int
+) -> dict[str, np.ndarray]:
+    """Batch function: source rows -> ``{image, target}`` of the rows that decoded cleanly.
+
+    Rows that failed (unreadable image, bad annotation) or have no annotation are dropped and
+    logged with their reason; training never sees a zero-filled placeholder.
+
+    Returns:
+        ``image`` uint8 (N, R, R, 3) and ``target`` uint8 (N, R, R), N <= len(batch).
+    """
+    from directsam.data.targets import HAS_TARGET, decode_rows
+
+    out = decode_rows(batch, resolution, thickness, keep_image=True)
+    keep = np.array([e is None for e in out[ERROR]], dtype=bool) & out[HAS_TARGET]
+    for i in np.flatnonzero(~keep):
+        reason = out[ERROR][i] or "no annotation"
+        logger.warning("training: skipped %s: %s", out[IMAGE_ID][i], reason)
+    return {IMAGE: out[IMAGE][keep], TARGET: out[TARGET][keep]}
+
+
+def _split_filter(batch: dict[str, np.ndarray], val_keys: set, want_val: bool) -> dict:
+    keys = zip(batch[DATASET], batch[IMAGE_ID])
+    keep = np.array([((str(d), str(i)) in val_keys) == want_val for d, i in keys], dtype=bool)
+    return {k: v[keep] for k, v in batch.items()}
+
+
+def shard_val_keys(shards: str, checkpoint: str | None) -> set[tuple[str, str]]:
+    """``(dataset, image_id)`` of the held-out rows of labeled shards.
+
+    Per generation (one per dataset), the last ``ceil(1%)`` of all rows in sorted-id order,
+    the split ``read_source("shards", ..., split="val")`` uses; only the id columns are read.
+    """
+    import pyarrow.parquet as pq
+
+    from directsam.data.sources import fs
+    from directsam.labeling import layout
+    from directsam.labeling.merged import select_generations
+
+    keys: set[tuple[str, str]] = set()
+    for gen in select_generations(shards, checkpoint):
+        rows: list[tuple[str, str]] = []
+        for uri in layout.part_files(gen):
+            filesystem, path, _ = fs.resolve(uri)
+            table = pq.read_table(path, columns=[IMAGE_ID, DATASET], filesystem=filesystem)
+            rows.extend(zip(table[DATASET].to_pylist(), table[IMAGE_ID].to_pylist()))
+        rows.sort(key=lambda r: r[1])
+        n_val = math.ceil(len(rows) * VAL_FRACTION)
+        keys.update((str(d), str(i)) for d, i in rows[len(rows) - n_val :])
+    return keys
+
+
+def _source_rows(cfg: TrainConfig, split: str, num_samples: int | None) -> ray.data.Dataset:
+    from directsam.data.sources import read_source
+
+    d = cfg.data
+    return read_source(
+        d.source,
+        d.input,
+        dataset=d.dataset,
+        num_samples=num_samples,
+        seed=d.seed if split == "train" else None,
+        split=split,
+        mode=d.mode,
+        annotations=d.annotations,
+        labels=d.labels,
+    )
+
+
+def _merged_rows(cfg: TrainConfig, split: str, num_samples: int | None) -> ray.data.Dataset:
+    from directsam.labeling.merged import read_merged_labels
+
+    d = cfg.data
+    ds = read_merged_labels(d.input, d.resolution, d.labels_checkpoint, with_images=True)
+    val_keys = shard_val_keys(d.input, d.labels_checkpoint)
+    ds = ds.map_batches(
+        _split_filter, fn_kwargs={"val_keys": val_keys, "want_val": split == "val"}, batch_size=256
+    )
+    return ds.limit(num_samples) if num_samples is not None else ds
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[ray.data.Dataset, ray.data.Dataset | None]:
+    """Train and validation datasets of ``{image: uint8 (R,R,3), target: uint8 (R,R)}`` rows.
+
+    ``shards`` sources read merged labels (pseudo OR human); every other source builds targets
+    from its annotations at ``data.thickness``. The validation dataset is the first
+    ``validation.num_images`` of the held-out split (SA-1B / shards: last 1% of sorted ids;
+    other sources have no held-out split here, so validation is off) or None.
+    """
+    d = cfg.data
+    rows = _merged_rows if d.source == "shards" else _source_rows
+    # Merged labels are boundaries already; decode_rows ignores thickness for them.
+    thickness = 1 if d.source == "shards" else d.thickness
+    decode = {
+        "fn_kwargs": {"resolution": d.resolution, "thickness": thickness},
+        "batch_size": d.decode_batch_size,
+        "num_cpus": d.decode_cpus,
+    }
+    train = rows(cfg, "train", d.num_samples).map_batches(training_rows, **decode)
+    val = None
+    if cfg.validation.every_steps > 0 and d.source in ("sa1b", "shards"):
+        val = rows(cfg, "val", cfg.validation.num_images).map_batches(training_rows, **decode)
+    return train, val
+
+
+def count_train_images(cfg: TrainConfig) -> int:
+    """Number of training images listed (before rows that fail to decode are dropped)."""
+    d = cfg.data
+    if d.source == "shards":
+        from directsam.labeling.merged import merged_label_counts
+
+        good = merged_label_counts(d.input, d.labels_checkpoint)["num_good"]
+        n = good - len(shard_val_keys(d.input, d.labels_checkpoint))
+        return max(0, min(n, d.num_samples or n))
+    from directsam.data.sources import list_source
+
+    items = list_source(
+        d.source,
+        d.input,
+        dataset=d.dataset,
+        num_samples=d.num_samples,
+        seed=d.seed,
+        split="train",
+        mode=d.mode,
+        annotations=d.annotations,
+        labels=d.labels,
+    )
+    return len(items)
+
+
+def to_model_input(
+    images: torch.Tensor,
+    generator: torch.Generator | None = None,
+    augment_p: float = 0.0,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """uint8 ``(B, R, R, 3)`` (any device) -> normalised float32 ``(B, 3, R, R)`` on that device.
+
+    ``x / 255``, then (training) the seed's photometric augmentation with probability
+    ``augment_p`` per image, then ImageNet mean/std: the same values as
+    ``directsam.inference.preprocess_images`` on an image already at ``R x R``.
+
+    Args:
+        images: uint8 RGB batch, channels last.
+        generator: CPU generator for the augmentation (required when ``augment_p > 0``).
+        augment_p: probability of augmenting each image (0 = none).
+        channels_last: return a channels_last-strided tensor (faster convolutions on CUDA).
+    """
+    import torch
+
+    from directsam.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    if augment_p > 0:
+        from directsam.data.augment import photometric_augment
+
+        if generator is None:
+            raise ValueError("augment_p > 0 needs a generator")
+        x = photometric_augment(x, generator, p=augment_p)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)
+

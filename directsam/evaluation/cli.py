@@ -1,0 +1,267 @@
+"""``directsam evaluate | sweep | compare``: flags -> EvalConfig/SweepConfig -> Ray job -> report.
+
+Named flags are shorthands for config keys (``--resolution`` = ``resolution``); precedence is
+defaults < ``--config`` < flags < ``--set``. Flags default to None so the config stays the
+single source of truth. Registration imports nothing heavy (no ray/torch/mlflow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# argparse dest -> config key, shared by evaluate and sweep (help text names the key).
+EVAL_FLAGS: dict[str, str] = {
+    "checkpoint": "checkpoint: hub id, directory or scratch:b0..b5",
+    "source": "source type: sa1b | coco | labelmap | shards",
+    "input": "dataset root, file or URI",
+    "dataset": "dataset name (default: input's base name)",
+    "split": "all | train | val (default val)",
+    "mode": "label-map mode: single_channel | force_binary | rgb",
+    "annotations": "annotation file/folder (coco, labelmap)",
+    "labels": "label-map folder (labelmap)",
+    "resolution": "evaluation side R in px (default 1024)",
+    "thickness": "GT boundary thickness at R (default 2)",
+    "tolerance": "recall tolerance / border band in px (default 5)",
+    "num_samples": "first N images in sorted-id order (default 100)",
+    "seed": "seeded random subset of --num-samples",
+    "thresholds": "comma list, e.g. 0.1,0.2,0.3,0.4,0.5",
+    "batch_size": "images per model call (default 4)",
+    "num_actors": "predictor actors (default: #GPUs, else 1)",
+    "device": "auto | cpu | cuda",
+    "dtype": "auto | fp32 | fp16 | bf16 (part of the cache key)",
+    "cache_dir": "probability cache root (default outputs/eval_cache)",
+    "output": "local results folder (default outputs/eval)",
+    "tracking_uri": "MLflow URI (default MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)",
+    "experiment": "MLflow experiment (default directsam-eval)",
+    "num_panels": "visual panels for the first N images (default 4)",
+    "panel_threshold": "threshold of the panels (default: middle of --thresholds)",
+}
+SWEEP_FLAGS: dict[str, str] = {
+    "tolerances": "comma list of tolerances to sweep (default: --tolerance)",
+    "resolutions": "comma list of resolutions to sweep, one model pass each",
+    "max_concurrent_trials": "Tune trials at once (default: cluster CPUs)",
+    "cpus_per_trial": "CPUs per trial (default 1)",
+    "storage_path": "Ray Tune storage (default <output>/ray_results)",
+}
+REGISTRY = "configs/eval_datasets.yaml"
+# registry entry key -> config key
+REGISTRY_KEYS = {"type": "source", "input": "input", "annotations": "annotations",
+                 "labels": "labels", "mode": "mode", "split": "split"}  # fmt: skip
+SMOKE = {
+    "checkpoint": "scratch:tiny",
+    "source": "sa1b",
+    "split": "all",
+    "resolution": 64,
+    "num_samples": 4,
+    "batch_size": 2,
+    "num_panels": 1,
+}
+
+
+def _add_args(parser: argparse.ArgumentParser, sweep: bool) -> None:
+    from directsam.config import add_config_args
+
+    add_config_args(parser)
+    flags = {**EVAL_FLAGS, **(SWEEP_FLAGS if sweep else {})}
+    for dest, text in flags.items():
+        # str everywhere: the config loader converts and names the flag on errors.
+        parser.add_argument(
+            "--" + dest.replace("_", "-"), dest=dest, default=None, help=f"{text} [{dest}]"
+        )
+    parser.add_argument("--no-tracking", dest="tracking", action="store_const", const=False,
+                        default=None, help="do not log to MLflow [tracking=false]")  # fmt: skip
+    parser.add_argument(
+        "--registry",
+        default=REGISTRY,
+        help=f"dataset registry: --dataset NAME fills source/input/... from it (default {REGISTRY})",
+    )
+    parser.add_argument(
+        "--address", default=None, help="Ray address (default RAY_ADDRESS or local)"
+    )
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray cluster")
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="tiny end-to-end run: generated 4-image sample, scratch:tiny, 64 px, sqlite in --output",
+    )
+
+
+def _load(cls: type, args: argparse.Namespace, sweep: bool) -> Any:
+    from directsam.config import load_config
+
+    flags = {**EVAL_FLAGS, **(SWEEP_FLAGS if sweep else {}), "tracking": ""}
+    names = {k: "--" + k.replace("_", "-") for k in flags if k != "tracking"}
+    values: dict[str, Any] = {}
+    if args.smoke_test:
+        values.update(SMOKE)
+        out = Path(args.output or "outputs/smoke_eval")
+        values["output"] = str(out)
+        values["cache_dir"] = str(out / "cache")
+        values["tracking_uri"] = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+        if args.input is None:
+            from directsam.data.sample import make_sample
+
+            values["input"] = str(make_sample(out / "sample", num_images=4, seed=0, kind="sa1b"))
+    values.update({k: getattr(args, k) for k in flags if getattr(args, k, None) is not None})
+    _apply_registry(values, args)
+    return load_config(
+        cls, path=args.config, overrides=args.overrides, values=values, flag_names=names
+    )
+
+
+def _apply_registry(values: dict[str, Any], args: argparse.Namespace) -> None:
+    """``--dataset NAME`` naming a registry entry fills the source keys not given otherwise."""
+    from directsam.config import ConfigError
+
+    name = values.get("dataset")
+    given = dict(values)
+    if args.config:
+        import yaml
+
+        try:
+            given.update(yaml.safe_load(Path(args.config).read_text()) or {})
+        except (OSError, yaml.YAMLError, ValueError):
+            pass  # load_config reports the file's problem, naming --config
+    if not name or given.get("input"):
+        return
+    from directsam.labeling.registry import load_registry
+
+    entry = load_registry(args.registry).get(str(name))
+    if entry is None:
+        return
+    for key, dest in REGISTRY_KEYS.items():
+        if given.get(dest) in (None, "") and entry.get(key) not in (None, ""):
+            values[dest] = entry[key]
+    if not values.get("input"):
+        raise ConfigError(
+            f"--dataset {name}: the registry {args.registry} has no input path for it yet; "
+            "fill in its 'input' there or pass --input"
+        )
+
+
+def _start_ray(args: argparse.Namespace) -> None:
+    from directsam.raycluster import init_ray
+
+    init_ray(args.address, num_cpus=args.num_cpus)
+
+
+def _print_result(result: Any) -> None:
+    from directsam.evaluation import report
+
+    cache = next(iter(result.caches.values()))
+    print(f"sweep {result.sweep_id}: {result.rows[0]['checkpoint']} on {result.rows[0]['dataset']}")
+    built = [r for r, c in result.caches.items() if c.built]
+    print(
+        f"cache: {cache.location} ({'built' if built else 'reused'}, {cache.manifest.get('num_rows')} rows)"
+    )
+    for key in sorted({(r["resolution"], r["tolerance"]) for r in result.rows}):
+        rows = [r for r in result.rows if (r["resolution"], r["tolerance"]) == key]
+        print(f"\nresolution {key[0]} px, tolerance {key[1]}\n{report.format_table(rows)}")
+    print(f"\nresults: {result.output_dir}")
+    if result.summary_run_id:
+        print(f"MLflow: {result.tracking_uri} summary run {result.summary_run_id}")
+
+
+def _run(args: argparse.Namespace, sweep: bool) -> int:
+    from directsam.config import ConfigError
+    from directsam.evaluation.config import EvalConfig, SweepConfig
+    from directsam.tracking import TrackingError
+
+    cfg = _load(SweepConfig if sweep else EvalConfig, args, sweep)
+    _start_ray(args)
+    from directsam.evaluation.sweep import run_evaluation, run_sweep
+
+    try:
+        result = run_sweep(cfg) if sweep else run_evaluation(cfg)
+    except TrackingError as err:  # names --tracking-uri; reported like a config mistake
+        raise ConfigError(str(err)) from err
+    _print_result(result)
+    return 0
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from directsam.evaluation.compare import compare
+    from directsam.tracking import TrackingError, resolve_tracking_uri
+
+    try:
+        uri = resolve_tracking_uri(args.tracking_uri)
+        text, path, _ = compare(args.experiment, uri, args.output, args.dataset, args.checkpoint)
+    except (ValueError, TrackingError) as err:
+        print(f"directsam compare: error: {err}", file=sys.stderr)
+        return 2
+    print(text)
+    if path is not None:
+        print(f"\nplot: {path}")
+    return 0
+
+
+def _add_compare_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--experiment", default="directsam-eval", help="MLflow experiment (default directsam-eval)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI (default MLFLOW_TRACKING_URI or ./mlflow.db)",
+    )
+    parser.add_argument("--output", default="recall_vs_tokens.png", help="PNG path of the plot")
+    parser.add_argument(
+        "--dataset", action="append", default=None, help="only this dataset (repeatable)"
+    )
+    parser.add_argument(
+        "--checkpoint", action="append", default=None, help="only this checkpoint (repeatable)"
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add ``evaluate``, ``sweep`` and ``compare`` to the ``directsam`` parser."""
+    p = subparsers.add_parser(
+        "evaluate", help="score a checkpoint on a validation split over thresholds"
+    )
+    _add_args(p, sweep=False)
+    p.set_defaults(func=lambda a: _run(a, sweep=False))
+    p = subparsers.add_parser(
+        "sweep", help="Ray Tune threshold (tolerance/resolution) sweep -> MLflow"
+    )
+    _add_args(p, sweep=True)
+    p.set_defaults(func=lambda a: _run(a, sweep=True))
+    p = subparsers.add_parser(
+        "compare", help="table + recall-vs-tokens plot of an MLflow experiment"
+    )
+    _add_compare_args(p)
+    p.set_defaults(func=_run_compare)
+
+
+def _main(prog: str, argv: Sequence[str] | None, sweep: bool | None) -> int:
+    from directsam.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog=prog)
+    if sweep is None:
+        _add_compare_args(parser)
+    else:
+        _add_args(parser, sweep)
+    args = parser.parse_args(argv)
+    try:
+        return _run_compare(args) if sweep is None else _run(args, sweep)
+    except ConfigError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """``directsam evaluate`` / ``ray_jobs/evaluate.py``; returns the exit code."""
+    return _main("directsam evaluate", argv, sweep=False)
+
+
+def sweep_main(argv: Sequence[str] | None = None) -> int:
+    """``directsam sweep`` / ``ray_jobs/sweep.py``; returns the exit code."""
+    return _main("directsam sweep", argv, sweep=True)
+
+
+def compare_main(argv: Sequence[str] | None = None) -> int:
+    """``directsam compare``; returns the exit code."""
+    return _main("directsam compare", argv, sweep=None)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from directsam.fetch.destination import Destination
-from directsam.fetch.links import MANIFEST_NAME, LinkEntry
+from directsam.fetch.links import MANIFEST_NAME, LinkEntry, validate_name
 
 FORMAT = "directsam-fetch-manifest"
 VERSION = 1
@@ -98,6 +98,10 @@ class Manifest:
         for name, rec in records.items():
             if rec.name != name:
                 raise ManifestError(f"{where}: record key {name!r} holds name {rec.name!r}")
+            try:  # names are joined to the destination root: same rule as links files
+                validate_name(name, where)
+            except ValueError as err:
+                raise ManifestError(str(err)) from None
         return cls(records)
 
     @classmethod

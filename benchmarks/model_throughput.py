@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -26,17 +27,31 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn, device, warmup: int, iters: int) -> list[float]:
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (``platform.processor()`` is empty on Linux)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _time(fn, device, warmup: int, iters: int) -> tuple[list[float], float]:
+    """Per-iteration wall times, and the CPU seconds this process spent over all iterations
+    (all threads: on a shared CPU box, CPU time per image is the load-independent figure)."""
     for _ in range(warmup):
         fn()
     _sync(device)
     times = []
+    cpu0 = time.process_time()
     for _ in range(iters):
         start = time.perf_counter()
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return times
+    return times, time.process_time() - cpu0
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -79,8 +94,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.channels_last:
         pixels = pixels.contiguous(memory_format=torch.channels_last)
 
-    model_times = _time(lambda: predictor.predict_logits(pixels), device, args.warmup, args.iters)
-    full_times = _time(
+    model_times, model_cpu = _time(
+        lambda: predictor.predict_logits(pixels), device, args.warmup, args.iters
+    )
+    full_times, _ = _time(
         lambda: predictor.predict_pixels(pixels, args.resolution), device, args.warmup, args.iters
     )
     result = {
@@ -91,16 +108,19 @@ def main(argv: list[str] | None = None) -> dict:
         "max_batch": predictor.max_batch,
         "device": str(device),
         "device_name": (
-            torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+            torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
         ),
         "dtype": str(predictor.dtype).replace("torch.", ""),
         "compile": args.compile,
         "channels_last": args.channels_last,
         "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
         "iters": args.iters,
         "params_m": round(sum(p.numel() for p in predictor.model.parameters()) / 1e6, 2),
         "model_img_per_s": round(args.batch * args.iters / sum(model_times), 2),
         "model_ms_per_batch_median": round(1000 * statistics.median(model_times), 2),
+        "model_cpu_s_per_img": round(model_cpu / (args.batch * args.iters), 4),
         "with_upsample_img_per_s": round(args.batch * args.iters / sum(full_times), 2),
         "torch": torch.__version__,
     }

@@ -245,7 +245,9 @@ def masks_to_boundary(
         ev_t[:, :-1] |= small_t[:, 1:] != small_t[:, :-1]
 
     for (h, w), items in by_size.items():
-        runs, lengths = rles_to_runs([it for _, it in items], [f"{label} mask {k}" for k, _ in items])
+        runs, lengths = rles_to_runs(
+            [it for _, it in items], [f"{label} mask {k}" for k, _ in items]
+        )
         if h * w == 0:
             continue
         rows, r_inv = _distinct(nearest_indices(h, oh))

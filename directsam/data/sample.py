@@ -316,7 +316,7 @@ def make_sample(
         kind: which layout.
         height, width: image size (default 192 x 256).
         images_per_tar: SA-1B shard size.
-        num_objects: objects per image (default random 6..17, giving 20-60 masks).
+        num_objects: objects per image (default random 8..21, giving about 20-60 masks).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")

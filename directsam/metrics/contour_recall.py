@@ -62,8 +62,9 @@ def effective_contour_recall(
 
     # Everything lives in frames with a zero ring of width _PAD around the image.
     shape = (h + 2 * _PAD, w + 2 * _PAD)
+    inner = (slice(_PAD + t, _PAD + h - t), slice(_PAD + t, _PAD + w - t))
     gt_frame = np.zeros(shape, dtype=np.uint8)
-    gt_frame[_PAD + t : _PAD + h - t, _PAD + t : _PAD + w - t] = gt[t : h - t, t : w - t] != 0
+    np.not_equal(gt[t : h - t, t : w - t], 0, out=gt_frame.view(bool)[inner])
     n_gt = cv2.countNonZero(gt_frame)
     if n_gt == 0:
         return -1, -1.0
@@ -71,7 +72,7 @@ def effective_contour_recall(
     # The prediction with the border band on, thinned in place to its skeleton.
     frame = np.zeros(shape, dtype=np.uint8)
     frame[_PAD:-_PAD, _PAD:-_PAD] = 1
-    frame[_PAD + t : _PAD + h - t, _PAD + t : _PAD + w - t] = pred[t : h - t, t : w - t] != 0
+    np.not_equal(pred[t : h - t, t : w - t], 0, out=frame.view(bool)[inner])
     thin_inplace(frame)
 
     # Tokens: the ring is passed as background so that labels live in the same padded frame;
@@ -178,14 +179,20 @@ def _skeleton_contour_at(
     two_labels = np.zeros(idx.size, dtype=bool)
     for q in near:
         two_labels |= (q > 0) & (q != k)
-    hit = two_labels.copy()
-    one_label = (k > 0) & ~two_labels
+    hit = two_labels
+    # Case (ii) only for the pixels that need it (gathers are the cost): p's with one label.
+    sel = np.flatnonzero((k > 0) & ~two_labels)
+    p_sel, k_sel = idx[sel], k[sel]
+    found = np.zeros(sel.size, dtype=bool)
     for b, q in zip(cross, near, strict=True):
-        lacks_k = one_label & (q == 0)
+        sub = np.flatnonzero(q[sel] == 0)  # q = p + b is an in-image skeleton pixel
+        p_sub, k_sub = p_sel[sub], k_sel[sub]
+        lacks_k = np.ones(sub.size, dtype=bool)
         for c in cross:
             if b + c != 0:  # q's neighbours other than p
-                lacks_k &= flat[idx + (b + c)] != k
-        hit |= lacks_k
+                lacks_k &= flat[p_sub + (b + c)] != k_sub
+        found[sub[lacks_k]] = True
+    hit[sel] = found
     return hit
 
 

@@ -68,7 +68,7 @@ def skeletonize(image: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     return frame[1:-1, 1:-1].astype(bool)
 
 
-def thin_inplace(frame: npt.NDArray[np.uint8], dense_fraction: float = 1 / 64) -> int:
+def thin_inplace(frame: npt.NDArray[np.uint8], dense_fraction: float = 1 / 256) -> int:
     """Thin a padded uint8 0/1 image in place to its skimage skeleton; returns subiterations run.
 
     Args:
@@ -76,6 +76,9 @@ def thin_inplace(frame: npt.NDArray[np.uint8], dense_fraction: float = 1 / 64) -
             p >= 1 around the image (the ring plays skimage's zero padding and is never touched).
         dense_fraction: switch from whole-frame to active-pixel subiterations once a subiteration
             removes fewer than this fraction of the frame's pixels (speed only, not results).
+            A dense subiteration costs ~2 ns per frame pixel, a sparse one ~150 ns per active
+            pixel, and the active set is a few times the last removals: 1/256 was the fastest
+            setting on 1024 px boundary maps (1/64 .. 1/2048 measured).
     """
     import cv2
 
@@ -177,11 +180,7 @@ def _thin_tail(
 
 
 def _flat_nonzero(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:
-    """Flat (row-major) indices of the nonzero pixels of a uint8 2-D array, ascending."""
-    import cv2
-
-    points = cv2.findNonZero(mask)  # (N, 1, 2) int32 (x, y), or None when empty
-    if points is None:
-        return np.empty(0, dtype=np.intp)
-    xy = points.reshape(-1, 2).astype(np.intp)
-    return xy[:, 1] * mask.shape[1] + xy[:, 0]
+    """Flat (row-major) indices of the nonzero pixels of a C-contiguous uint8 0/1 2-D array,
+    ascending (read as bool: half the time of ``np.flatnonzero`` on uint8 or ``cv2.findNonZero``)."""
+    assert mask.dtype == np.uint8 and mask.flags.c_contiguous
+    return np.flatnonzero(mask.view(bool))

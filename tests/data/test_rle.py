@@ -64,7 +64,10 @@ def test_batch_decoding_equals_one_by_one(mask_list):
 
 def test_batch_errors_name_the_bad_rle():
     good = mask_to_rle(np.ones((3, 3), dtype=bool))
-    for bad, why in (({"size": [3, 3], "counts": "8"}, "cover 8"), ({"size": [3, 3], "counts": "9P"}, "truncated")):
+    for bad, why in (
+        ({"size": [3, 3], "counts": "8"}, "cover 8"),
+        ({"size": [3, 3], "counts": "9P"}, "truncated"),
+    ):
         with pytest.raises(InputError, match=f"mask 1: .*{why}"):
             rles_to_runs([good, bad, good], ["mask 0", "mask 1", "mask 2"])
     mixed = [good, {"size": [3, 3], "counts": [0, 9]}, {"size": [0, 4], "counts": ""}]

@@ -131,3 +131,45 @@ def test_overlay_colours_and_boundary():
     out = overlay_tokens(image, labels)
     assert np.all(out[:, 2] == 255)
     assert np.all(out[:, 0] == out[0, 0]) and not np.array_equal(out[0, 0], out[0, 3])
+
+
+def _subcommands():
+    from directsam.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, sorted(action.choices)
+
+
+def test_core_commands_are_registered_with_the_dispatcher():
+    _, names = _subcommands()
+    assert {"make-sample", "predict"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        ([], ["make-sample", "predict"]),
+        (["make-sample"], ["--output", "--num-images", "--seed", "--kind", "sa1b", "coco"]),
+        (["predict"], ["IMAGE", "--checkpoint", "--resolution", "--threshold", "--output"]),
+    ],
+)
+def test_help_of_core_commands(command, expected, capsys):
+    from directsam.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for word in expected:
+        assert word in out
+
+
+def test_help_works_on_every_registered_command(capsys):
+    """`directsam COMMAND --help` exits 0 with a usage line for every command the script lists."""
+    parser, names = _subcommands()
+    for name in names:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0, name
+        assert f"usage: directsam {name}" in capsys.readouterr().out, name

@@ -12,7 +12,9 @@ import numpy as np
 from skimage.morphology import skeletonize
 
 
-def oracle_contour_recall(gt: np.ndarray, pred: np.ndarray, tolerance: int = 5) -> tuple[int, float]:
+def oracle_contour_recall(
+    gt: np.ndarray, pred: np.ndarray, tolerance: int = 5
+) -> tuple[int, float]:
     """Effective contour recall, per-token loop.
 
     Args:
@@ -34,9 +36,7 @@ def oracle_contour_recall(gt: np.ndarray, pred: np.ndarray, tolerance: int = 5) 
         return -1, -1.0
     # 3. skeleton; 4. tokens = 4-connected components of the non-skeleton pixels.
     skeleton = skeletonize(pred)
-    num_labels, label_map = cv2.connectedComponents(
-        1 - skeleton.astype(np.uint8), connectivity=4
-    )
+    num_labels, label_map = cv2.connectedComponents(1 - skeleton.astype(np.uint8), connectivity=4)
     # 5. effective contour = union over tokens of dilate(token) minus erode(dilate(token)).
     effective = np.zeros(gt.shape, dtype=np.uint8)
     kernel3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))

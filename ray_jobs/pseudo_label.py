@@ -6,7 +6,9 @@ Submit to a cluster (the working directory is uploaded; heavy deps come from the
         --config configs/pseudo_label.yaml --dataset SA1B \
         --output s3://bucket/dsa --gpu-actors 8
 
-Locally: python ray_jobs/pseudo_label.py --config configs/smoke/pseudo_label.yaml \
+Locally: ``python ray_jobs/pseudo_label.py --smoke-test`` (generated 8-image sample, tiny random
+model on CPU, MLflow in a sqlite file under outputs/smoke_label; well under a minute), or
+python ray_jobs/pseudo_label.py --config configs/smoke/pseudo_label.yaml \
     --input /tmp/sample --output /tmp/labels
 Flags are those of `directsam label` (see --help).
 """

@@ -45,6 +45,7 @@ def ray_local():
     if ray.is_initialized():
         ray.shutdown()
     ray.init(
+        address="local",  # a fresh cluster even when another `ray start` cluster is running
         num_cpus=2,
         include_dashboard=False,
         object_store_memory=300 * 1024 * 1024,

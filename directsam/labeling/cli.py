@@ -4,6 +4,7 @@
         --resolution 1800 --threshold 0.5 [--thickness 9] [--batch-size 8] [--gpu-actors N]
     directsam label --dataset LVIS --output OUT --checkpoint SPEC   # paths from the registry
     python ray_jobs/pseudo_label.py --config configs/pseudo_label.yaml
+    python ray_jobs/pseudo_label.py --smoke-test     # generated sample, scratch:tiny, CPU
 """
 
 from __future__ import annotations
@@ -23,41 +24,102 @@ def add_label_args(p: argparse.ArgumentParser) -> None:
     """Flags of the label job; each is a shorthand for a config key (shown in --help)."""
     add_config_args(p)
     g = p.add_argument_group("source")
-    g.add_argument("--source", choices=("sa1b", "coco", "labelmap", "images", "shards"),
-                   default=None, help="source type (source.type)")
-    g.add_argument("--input", default=None,
-                   help="input path or URI; sa1b: tar dir, root of extracted folders, or one folder"
-                   " (source.input)")
-    g.add_argument("--dataset", default=None,
-                   help="dataset name; a registry name fills the source keys (source.dataset)")
+    g.add_argument(
+        "--source",
+        choices=("sa1b", "coco", "labelmap", "images", "shards"),
+        default=None,
+        help="source type (source.type)",
+    )
+    g.add_argument(
+        "--input",
+        default=None,
+        help="input path or URI; sa1b: tar dir, root of extracted folders, or one folder"
+        " (source.input)",
+    )
+    g.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset name; a registry name fills the source keys (source.dataset)",
+    )
     g.add_argument("--annotations", default=None, help="COCO JSON (source.annotations)")
     g.add_argument("--labels", default=None, help="label-map folder (source.labels)")
     g.add_argument("--mode", default=None, help="label-map mode (source.mode)")
     g.add_argument("--split", default=None, help="all|train|val (source.split)")
-    g.add_argument("--num-samples", type=int, default=None,
-                   help="first N in sorted-id order (source.num_samples)")
+    g.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        help="first N in sorted-id order (source.num_samples)",
+    )
     g.add_argument("--seed", type=int, default=None, help="random subset seed (source.seed)")
     g.add_argument("--registry", default=None, help="dataset registry YAML (source.registry)")
     m = p.add_argument_group("model and outputs")
     m.add_argument("--output", default=None, help="output root (output)")
     m.add_argument("--checkpoint", default=None, help="checkpoint spec (model.checkpoint)")
-    m.add_argument("--resolution", type=int, default=None, help="model input side (model.resolution)")
-    m.add_argument("--threshold", type=float, default=None, help="boundary threshold (model.threshold)")
-    m.add_argument("--thickness", type=int, default=None, help="human boundary thickness (thickness)")
+    m.add_argument(
+        "--resolution", type=int, default=None, help="model input side (model.resolution)"
+    )
+    m.add_argument(
+        "--threshold", type=float, default=None, help="boundary threshold (model.threshold)"
+    )
+    m.add_argument(
+        "--thickness", type=int, default=None, help="human boundary thickness (thickness)"
+    )
     m.add_argument("--dtype", default=None, help="auto|fp32|fp16|bf16 (model.dtype)")
     m.add_argument("--device", default=None, help="auto|cuda|cpu (model.device)")
     c = p.add_argument_group("compute")
     c.add_argument("--batch-size", type=int, default=None, help="model batch (compute.batch_size)")
     c.add_argument("--gpu-actors", type=int, default=None, help="model actors (compute.gpu_actors)")
-    c.add_argument("--rows-per-shard", type=int, default=None,
-                   help="input block size (compute.rows_per_shard)")
-    c.add_argument("--max-blocks", type=int, default=None,
-                   help="stop after writing N blocks (compute.max_blocks)")
+    c.add_argument(
+        "--rows-per-shard", type=int, default=None, help="input block size (compute.rows_per_shard)"
+    )
+    c.add_argument(
+        "--max-blocks",
+        type=int,
+        default=None,
+        help="stop after writing N blocks (compute.max_blocks)",
+    )
+    c.add_argument(
+        "--progress-interval",
+        type=float,
+        default=None,
+        help='seconds between "N/M images, img/s" lines (compute.progress_interval_s)',
+    )
     c.add_argument("--address", default=None, help="Ray address (address)")
     t = p.add_argument_group("tracking")
     t.add_argument("--tracking-uri", default=None, help="MLflow URI (tracking.uri)")
     t.add_argument("--experiment", default=None, help="MLflow experiment (tracking.experiment)")
     t.add_argument("--no-tracking", action="store_true", help="no MLflow run (tracking.enabled)")
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="tiny end-to-end run: configs/smoke/pseudo_label.yaml, a generated 8-image "
+        "sample (unless --input), output under --output (default outputs/smoke_label), "
+        "MLflow in a sqlite file there",
+    )
+
+
+SMOKE_PRESET = "configs/smoke/pseudo_label.yaml"
+
+
+def _smoke_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the smoke-test defaults into ``args`` (flags the user gave win)."""
+    from pathlib import Path
+
+    from directsam.labeling.registry import repo_path
+
+    out = Path(args.output or "outputs/smoke_label").resolve()
+    args.output = str(out / "labels")
+    args.config = args.config or str(repo_path(SMOKE_PRESET))
+    if args.input is None:
+        from directsam.data.sample import make_sample
+
+        args.input = str(make_sample(out / "sample", num_images=8, seed=0, kind="sa1b"))
+        args.source = args.source or "sa1b"
+    if args.tracking_uri is None:
+        args.tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
+    args.overrides = ["tracking.enabled=true", *args.overrides]  # --no-tracking still wins
+    return args
 
 
 def apply_registry(cfg: LabelConfig) -> LabelConfig:
@@ -102,13 +164,29 @@ def run_job(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
     from directsam.raycluster import init_ray
     from directsam.tracking import get_tracker
 
+    if cfg.tracking.enabled:
+        # Fail fast, before Ray starts or any image is read, when the MLflow server is down.
+        from directsam.tracking import check_reachable, resolve_tracking_uri
+
+        check_reachable(resolve_tracking_uri(cfg.tracking.uri))
     init_ray(cfg.address)
     # Same job (same output and label-defining settings) = same MLflow run when resumed.
-    shape = ("source", "output", "thickness", "model.checkpoint", "model.resolution",
-             "model.threshold", "compute.rows_per_shard")
+    shape = (
+        "source",
+        "output",
+        "thickness",
+        "model.checkpoint",
+        "model.resolution",
+        "model.threshold",
+        "compute.rows_per_shard",
+    )
     name = f"label-{cfg.source.dataset or cfg.source.type}-{config_hash(cfg, shape)}"
     tracker = get_tracker(
-        cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment, name, flatten(cfg),
+        cfg.tracking.enabled,
+        cfg.tracking.uri,
+        cfg.tracking.experiment,
+        name,
+        flatten(cfg),
         {"directsam.checkpoint": cfg.model.checkpoint, "directsam.dataset": cfg.source.dataset},
     )
     try:
@@ -116,12 +194,27 @@ def run_job(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
     except BaseException:
         tracker.end("FAILED")
         raise
-    metrics = {k: summary[k] for k in ("num_rows", "num_good", "num_failed", "blocks_written",
-                                       "blocks_skipped", "images_processed", "images_per_s",
-                                       "steady_images_per_s", "wall_s")}
+    metrics = {
+        k: summary[k]
+        for k in (
+            "num_rows",
+            "num_good",
+            "num_failed",
+            "blocks_written",
+            "blocks_skipped",
+            "images_processed",
+            "images_per_s",
+            "steady_images_per_s",
+            "wall_s",
+        )
+    }
     tracker.log_metrics(metrics)
-    tracker.set_tags({"directsam.generation": summary["generation"],
-                      "directsam.checkpoint_sha": summary["checkpoint_sha"]})
+    tracker.set_tags(
+        {
+            "directsam.generation": summary["generation"],
+            "directsam.checkpoint_sha": summary["checkpoint_sha"],
+        }
+    )
     tracker.end("FINISHED")
     return summary
 
@@ -129,10 +222,18 @@ def run_job(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     import json
 
+    if getattr(args, "smoke_test", False):
+        args = _smoke_args(args)
     cfg = build_config(args)
     try:
         summary = run_job(cfg)
     except ValueError as err:  # listing / plan problems name their flag
+        raise ConfigError(str(err)) from err
+    except RuntimeError as err:  # TrackingError: an unreachable --tracking-uri
+        from directsam.tracking import TrackingError
+
+        if not isinstance(err, TrackingError):
+            raise
         raise ConfigError(str(err)) from err
     print(json.dumps({k: v for k, v in summary.items() if k != "first_errors"}, default=str))
     return 0 if summary["num_good"] > 0 or summary["num_rows"] == 0 else 1
@@ -140,16 +241,23 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``label`` subcommand."""
-    p = subparsers.add_parser("label", help="pseudo-label a dataset into Parquet shards (stage 2)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "label",
+        help="pseudo-label a dataset into Parquet shards (stage 2)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_label_args(p)
     p.set_defaults(func=_run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ray_jobs/pseudo_label.py`` (same flags as ``directsam label``)."""
-    parser = argparse.ArgumentParser(prog="pseudo_label", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="pseudo_label",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_label_args(parser)
     args = parser.parse_args(argv)
     try:

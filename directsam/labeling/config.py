@@ -185,6 +185,7 @@ SHORTHANDS: dict[str, str] = {
     "gpu_actors": "compute.gpu_actors",
     "rows_per_shard": "compute.rows_per_shard",
     "max_blocks": "compute.max_blocks",
+    "progress_interval": "compute.progress_interval_s",
     "address": "address",
     "tracking_uri": "tracking.uri",
     "experiment": "tracking.experiment",

@@ -44,7 +44,9 @@ def write_json_atomic(uri: str, data: dict[str, Any]) -> None:
     """Write JSON to a hidden temp name, then rename (atomic on POSIX, a copy on object stores)."""
     from directsam.labeling.writer import atomic_write_bytes
 
-    atomic_write_bytes(uri, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(
+        uri, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode()
+    )
 
 
 def find_generations(root: str) -> list[str]:

@@ -56,7 +56,11 @@ def select_generations(
     chosen = []
     for dataset, gens in sorted(by_dataset.items()):
         if checkpoint is not None:
-            gens = [g for g in gens if checkpoint in (g[1].get("checkpoint"), g[1].get("checkpoint_sha"))]
+            gens = [
+                g
+                for g in gens
+                if checkpoint in (g[1].get("checkpoint"), g[1].get("checkpoint_sha"))
+            ]
         if len(gens) != 1:
             names = ", ".join(g[0] for g in by_dataset[dataset])
             why = "none matches" if not gens else "several match"
@@ -66,7 +70,9 @@ def select_generations(
             )
         gen = gens[0][0]
         if not allow_incomplete and not fs.is_file(fs.join(gen, layout.SUCCESS_FILE)):
-            raise ValueError(f"{gen} is incomplete (no {layout.SUCCESS_FILE}); re-run its label job")
+            raise ValueError(
+                f"{gen} is incomplete (no {layout.SUCCESS_FILE}); re-run its label job"
+            )
         chosen.append(gen)
     return chosen
 
@@ -130,8 +136,11 @@ def merged_label_counts(
     """Rows, usable rows and excluded (failed) rows of the generations a reader would pick."""
     from directsam.labeling.writer import shard_counts
 
-    files = [f for g in select_generations(shards, checkpoint, allow_incomplete)
-             for f in layout.part_files(g)]
+    files = [
+        f
+        for g in select_generations(shards, checkpoint, allow_incomplete)
+        for f in layout.part_files(g)
+    ]
     counts = shard_counts(files, max_reasons=0)
     return {k: counts[k] for k in ("num_rows", "num_good", "num_failed")}
 
@@ -163,8 +172,12 @@ def read_merged_labels(
     gens = select_generations(shards, checkpoint, allow_incomplete)
     files = [f for g in gens for f in layout.part_files(g)]
     counts = merged_label_counts(shards, checkpoint, allow_incomplete)
-    logger.info("merged labels from %s: %d rows, %d failed rows excluded", gens,
-                counts["num_rows"], counts["num_failed"])
+    logger.info(
+        "merged labels from %s: %d rows, %d failed rows excluded",
+        gens,
+        counts["num_rows"],
+        counts["num_failed"],
+    )
     cols = [IMAGE_ID, SOURCE_URI, DATASET, PSEUDO_BOUNDARY, HUMAN_BOUNDARY, ERROR]
     ds = ray.data.read_parquet(files, columns=cols)
     ds = ds.map_batches(merge_rows, fn_kwargs={"resolution": resolution}, batch_size=64)

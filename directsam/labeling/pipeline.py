@@ -56,11 +56,22 @@ from directsam.schema import (
 )
 
 # Plan keys that define what a generation's shards mean: a re-run must agree on all of them.
-PLAN_KEYS = ("resolution", "threshold", "thickness", "checkpoint_sha", "rows_per_shard",
-             "ids_sha256")
-_PLAN_FLAGS = {"resolution": "--resolution", "threshold": "--threshold",
-               "thickness": "--thickness", "checkpoint_sha": "--checkpoint",
-               "rows_per_shard": "--rows-per-shard", "ids_sha256": "--input/--num-samples"}
+PLAN_KEYS = (
+    "resolution",
+    "threshold",
+    "thickness",
+    "checkpoint_sha",
+    "rows_per_shard",
+    "ids_sha256",
+)
+_PLAN_FLAGS = {
+    "resolution": "--resolution",
+    "threshold": "--threshold",
+    "thickness": "--thickness",
+    "checkpoint_sha": "--checkpoint",
+    "rows_per_shard": "--rows-per-shard",
+    "ids_sha256": "--input/--num-samples",
+}
 
 
 def resolve_compute(cfg: LabelConfig) -> dict[str, Any]:
@@ -88,15 +99,23 @@ def resolve_compute(cfg: LabelConfig) -> dict[str, Any]:
                 f"--gpu-actors {actors} x {cfg.compute.gpus_per_actor} GPU needs {need} GPUs; "
                 f"the cluster has {gpus:g}"
             )
-        return {"device": "cuda", "num_gpus": cfg.compute.gpus_per_actor, "num_cpus": None,
-                "decode_tasks": tasks}
+        return {
+            "device": "cuda",
+            "num_gpus": cfg.compute.gpus_per_actor,
+            "num_cpus": None,
+            "decode_tasks": tasks,
+        }
     if actors * cfg.compute.cpus_per_actor >= cpus:
         raise ConfigError(
             f"--gpu-actors {actors} CPU model actors x {cfg.compute.cpus_per_actor} CPU would take "
             f"all {cpus:g} CPUs; leave at least one for reading and decoding"
         )
-    return {"device": "cpu", "num_gpus": None, "num_cpus": cfg.compute.cpus_per_actor,
-            "decode_tasks": tasks}
+    return {
+        "device": "cpu",
+        "num_gpus": None,
+        "num_cpus": cfg.compute.cpus_per_actor,
+        "decode_tasks": tasks,
+    }
 
 
 def _check_plan(generation: str, plan: dict[str, Any]) -> None:
@@ -106,8 +125,9 @@ def _check_plan(generation: str, plan: dict[str, Any]) -> None:
         return
     diffs = [k for k in PLAN_KEYS if old.get(k) != plan.get(k)]
     if diffs:
-        what = "; ".join(f"{_PLAN_FLAGS[k]}: {old.get(k)!r} on disk vs {plan.get(k)!r} now"
-                         for k in diffs)
+        what = "; ".join(
+            f"{_PLAN_FLAGS[k]}: {old.get(k)!r} on disk vs {plan.get(k)!r} now" for k in diffs
+        )
         raise ConfigError(
             f"--output {generation} already holds a generation with other settings ({what}); "
             "use another --output, or the original settings to resume"
@@ -204,8 +224,14 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
 
     src = cfg.source
     items = list_source(
-        src.type, src.input, dataset=src.dataset or None, num_samples=src.num_samples,
-        seed=src.seed, split=src.split, mode=src.mode, annotations=src.annotations,
+        src.type,
+        src.input,
+        dataset=src.dataset or None,
+        num_samples=src.num_samples,
+        seed=src.seed,
+        split=src.split,
+        mode=src.mode,
+        annotations=src.annotations,
         labels=src.labels,
     )
     thickness = cfg.thickness
@@ -218,50 +244,82 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
     generation = layout.generation_dir(cfg.output, dataset, sha)
     blocks = plan_blocks([i.image_id for i in items], cfg.compute.rows_per_shard)
     constants = {
-        RESOLUTION: cfg.model.resolution, CHECKPOINT: cfg.model.checkpoint, CHECKPOINT_SHA: sha,
-        THRESHOLD: float(cfg.model.threshold), THICKNESS: thickness,
+        RESOLUTION: cfg.model.resolution,
+        CHECKPOINT: cfg.model.checkpoint,
+        CHECKPOINT_SHA: sha,
+        THRESHOLD: float(cfg.model.threshold),
+        THICKNESS: thickness,
     }
     plan = {
-        "dataset": dataset, "source": asdict(src), **constants,
-        "rows_per_shard": cfg.compute.rows_per_shard, "num_items": len(items),
-        "num_blocks": len(blocks), "ids_sha256": ids_sha256([i.image_id for i in items]),
-        "schema_version": SCHEMA_VERSION, "lineage": lineage(),
+        "dataset": dataset,
+        "source": asdict(src),
+        **constants,
+        "rows_per_shard": cfg.compute.rows_per_shard,
+        "num_items": len(items),
+        "num_blocks": len(blocks),
+        "ids_sha256": ids_sha256([i.image_id for i in items]),
+        "schema_version": SCHEMA_VERSION,
+        "lineage": lineage(),
     }
     _check_plan(generation, plan)
     clean_temp_files(generation)
     done = {b.index for b in blocks if block_status(generation, b)}
     pending = [b for b in blocks if b.index not in done]
-    log(f"{dataset}: {len(items)} images in {len(blocks)} blocks -> {generation}; "
-        f"{len(done)} blocks already written, {len(pending)} to do")
+    log(
+        f"{dataset}: {len(items)} images in {len(blocks)} blocks -> {generation}; "
+        f"{len(done)} blocks already written, {len(pending)} to do"
+    )
 
     written, stats = _run_pending(cfg, items, pending, generation, constants, thickness, log)
     counts = shard_counts(layout.part_files(generation))
     complete = len(done) + len(written) == len(blocks)
     summary = {
-        "dataset": dataset, "generation": generation, "checkpoint": cfg.model.checkpoint,
-        "checkpoint_sha": sha, "num_inputs": len(items), "num_blocks": len(blocks),
-        "blocks_skipped": len(done), "blocks_written": len(written), "complete": complete,
-        **counts, **stats,
+        "dataset": dataset,
+        "generation": generation,
+        "checkpoint": cfg.model.checkpoint,
+        "checkpoint_sha": sha,
+        "num_inputs": len(items),
+        "num_blocks": len(blocks),
+        "blocks_skipped": len(done),
+        "blocks_written": len(written),
+        "complete": complete,
+        **counts,
+        **stats,
     }
     if complete:
-        success = {**summary, "config": to_dict(cfg), "lineage": lineage(),
-                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        success = {
+            **summary,
+            "config": to_dict(cfg),
+            "lineage": lineage(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         layout.write_json_atomic(fs.join(generation, layout.SUCCESS_FILE), success)
-    log(f"{dataset}: {counts['num_rows']} rows ({counts['num_good']} good, "
-        f"{counts['num_failed']} failed) in {len(done) + len(written)}/{len(blocks)} blocks")
+    log(
+        f"{dataset}: {counts['num_rows']} rows ({counts['num_good']} good, "
+        f"{counts['num_failed']} failed) in {len(done) + len(written)}/{len(blocks)} blocks"
+    )
     for reason in counts["first_errors"]:
         log(f"  failed: {reason}")
     return summary
 
 
 def _run_pending(
-    cfg: LabelConfig, items: list[Any], pending: list[BlockPlan], generation: str,
-    constants: dict[str, Any], thickness: int, log: Any,
+    cfg: LabelConfig,
+    items: list[Any],
+    pending: list[BlockPlan],
+    generation: str,
+    constants: dict[str, Any],
+    thickness: int,
+    log: Any,
 ) -> tuple[list[int], dict[str, Any]]:
     from directsam.raycluster import ProgressLogger
 
-    stats: dict[str, Any] = {"images_processed": 0, "wall_s": 0.0, "images_per_s": 0.0,
-                             "steady_images_per_s": 0.0}
+    stats: dict[str, Any] = {
+        "images_processed": 0,
+        "wall_s": 0.0,
+        "images_per_s": 0.0,
+        "steady_images_per_s": 0.0,
+    }
     if cfg.compute.max_blocks is not None:
         limit = cfg.compute.max_blocks
     else:
@@ -305,8 +363,9 @@ def _run_pending(
     wall = time.perf_counter() - start
     progress.emit()
     if len(written) < limit:
-        missing = {b: len(plans[b].image_ids) - len(buffers.get(b, {})) for b in plans
-                   if b not in written}
+        missing = {
+            b: len(plans[b].image_ids) - len(buffers.get(b, {})) for b in plans if b not in written
+        }
         raise RuntimeError(f"the pipeline ended with unwritten blocks (missing rows: {missing})")
     stats["images_processed"] = progress.count
     stats["wall_s"] = round(wall, 3)

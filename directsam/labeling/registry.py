@@ -16,7 +16,8 @@ from directsam.labeling.config import LABEL_MODES
 ENTRY_KEYS = ("type", "input", "annotations", "labels", "mode", "split", "size", "notes")
 
 
-def _locate(path: str) -> Path:
+def repo_path(path: str) -> Path:
+    """``path`` as given when it exists or is absolute, else relative to the repository."""
     p = Path(path)
     if p.is_file() or p.is_absolute():
         return p
@@ -52,7 +53,7 @@ def load_registry(path: str = "configs/datasets.yaml") -> dict[str, dict[str, An
     """
     import yaml
 
-    p = _locate(path)
+    p = repo_path(path)
     if not p.is_file():
         raise ConfigError(f"--registry: file not found: {path}")
     doc = yaml.safe_load(p.read_text()) or {}

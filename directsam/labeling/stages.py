@@ -164,7 +164,9 @@ class LabelPredictor:
                         bits[i] = self._forward(images[j : j + 1])[0]
                     except Exception as err:  # noqa: BLE001 - becomes this row's error
                         errors[i] = str(
-                            InputError(MODEL_FAILED, f"{batch[IMAGE_ID][i]}: {type(err).__name__}: {err}")
+                            InputError(
+                                MODEL_FAILED, f"{batch[IMAGE_ID][i]}: {type(err).__name__}: {err}"
+                            )
                         )
         out = {k: v for k, v in batch.items() if k not in ("image", ERROR)}
         out[PSEUDO_BITS] = bits

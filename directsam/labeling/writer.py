@@ -153,9 +153,7 @@ def rle_cell(counts: str | None, size: int) -> dict[str, Any] | None:
     return None if counts is None else {"size": [size, size], "counts": counts}
 
 
-def block_table(
-    plan: BlockPlan, rows: dict[str, dict[str, Any]], constants: dict[str, Any]
-) -> Any:
+def block_table(plan: BlockPlan, rows: dict[str, dict[str, Any]], constants: dict[str, Any]) -> Any:
     """Arrow table of one block in plan order.
 
     Args:

@@ -14,7 +14,9 @@ from directsam.labeling.config import LabelConfig
 R = 64
 
 
-def label_config(source: str, input: Path | str, output: Path | str, **source_kw: Any) -> LabelConfig:
+def label_config(
+    source: str, input: Path | str, output: Path | str, **source_kw: Any
+) -> LabelConfig:
     """A fast CPU job: scratch:tiny at 64 px, blocks of 4 rows, no MLflow."""
     cfg = LabelConfig(output=str(output), thickness=3)
     cfg.source.type, cfg.source.input = source, str(input)

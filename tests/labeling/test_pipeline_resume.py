@@ -29,8 +29,9 @@ QUIET = {"log": lambda *_: None}
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sa1b")
-    return make_sample(root, num_images=10, seed=11, kind="sa1b", height=48, width=64,
-                       images_per_tar=4)
+    return make_sample(
+        root, num_images=10, seed=11, kind="sa1b", height=48, width=64, images_per_tar=4
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,9 @@ def test_full_run_rows_and_human_reference(full_run, sample):
     assert summary["num_rows"] == summary["num_good"] == summary["num_inputs"] == 10
     assert_good_rows_valid(rows)
     for n in (1, 7):
-        _, rles = parse_sa1b_annotation((sample / f"sa_00000{(n - 1) // 4}" / f"sa_{n}.json").read_bytes())
+        _, rles = parse_sa1b_annotation(
+            (sample / f"sa_00000{(n - 1) // 4}" / f"sa_{n}.json").read_bytes()
+        )
         assert rows[f"sa_{n}"]["human_boundary"] == mask_to_rle(masks_to_boundary(rles, R, 3))
     success = json.loads(Path(summary["generation"], layout.SUCCESS_FILE).read_text())
     assert success["num_rows"] == 10 and success["config"]["model"]["checkpoint"] == "scratch:tiny"
@@ -95,7 +98,9 @@ def test_interrupted_run_plus_rerun_equals_uninterrupted(ray_local, full_run, sa
     for key, row in resumed.items():
         assert row["human_boundary"] == rows[key]["human_boundary"]
         assert (mask(row["pseudo_boundary"]) == mask(rows[key]["pseudo_boundary"])).mean() > 0.999
-    assert sorted(p.name for p in gen.glob("part-*")) == [f"part-00000{k}.parquet" for k in range(3)]
+    assert sorted(p.name for p in gen.glob("part-*")) == [
+        f"part-00000{k}.parquet" for k in range(3)
+    ]
 
 
 def test_changed_settings_are_refused(full_run, sample):
@@ -130,8 +135,13 @@ def test_relabel_shards_then_merged_labels(ray_local, tmp_path):
     with pytest.raises(ValueError, match="several match"):
         read_merged_labels(str(out), R)
     assert merged_label_counts(str(out), "scratch:tiny:1") == {
-        "num_rows": 10, "num_good": 4, "num_failed": 6}
-    merged = {r["image_id"]: r for r in read_merged_labels(str(out), R, "scratch:tiny:1").take_all()}
+        "num_rows": 10,
+        "num_good": 4,
+        "num_failed": 6,
+    }
+    merged = {
+        r["image_id"]: r for r in read_merged_labels(str(out), R, "scratch:tiny:1").take_all()
+    }
     assert sorted(merged) == sorted(good)
     for key in good:
         expected = mask(rows1[key]["pseudo_boundary"]) | mask(rows1[key]["human_boundary"])
@@ -144,23 +154,40 @@ def test_relabel_shards_then_merged_labels(ray_local, tmp_path):
         np.testing.assert_array_equal(decoded["target"][i], mask(row["merged"]))
 
 
-def test_cli_job_with_mlflow(ray_local, sample, tmp_path, mlflow_uri, capsys):
+def test_cli_smoke_job_with_mlflow_and_progress_lines(
+    ray_local, sample, tmp_path, mlflow_uri, capsys
+):
     from mlflow.tracking import MlflowClient
 
     shutil.copytree(sample / "sa_000001", tmp_path / "in" / "sa_000001")
-    argv = ["--config", "configs/smoke/pseudo_label.yaml", "--input", str(tmp_path / "in"),
-            "--output", str(tmp_path / "out"), "--tracking-uri", mlflow_uri,
-            "--set", "tracking.enabled=true", "--resolution", "64", "--thickness", "3"]
+    argv = [
+        "--smoke-test",
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "out"),
+        "--tracking-uri",
+        mlflow_uri,
+        "--progress-interval",
+        "0",
+    ]
     assert main(argv) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out, err = capsys.readouterr()
+    summary = json.loads(out.strip().splitlines()[-1])
     assert summary["num_rows"] == 4 and summary["blocks_written"] == 1
+    gen = tmp_path / "out" / "labels" / "smoke" / "gen-scratch-tiny-0"  # smoke: OUTPUT/labels
+    assert summary["generation"] == str(gen) and summary["dataset"] == "smoke"
+    progress = [line for line in err.splitlines() if line.endswith(" img/s")]
+    assert progress and progress[-1].startswith("4/4 images, ")
     client = MlflowClient(tracking_uri=mlflow_uri)
     exp = client.get_experiment_by_name("directsam-label")
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.metrics["num_rows"] == 4 and run.data.metrics["images_per_s"] > 0
+    assert run.data.metrics["num_failed"] == 0 and run.data.metrics["blocks_written"] == 1
     assert run.data.params["model.checkpoint"] == "scratch:tiny"
+    assert run.data.params["model.resolution"] == "64"
     assert main(argv) == 0  # resumed: same MLflow run, nothing rewritten
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["blocks_written"] == 0
     assert len(client.search_runs([exp.experiment_id])) == 1
-    assert main(argv[:-4] + ["--threshold", "1.5"]) == 2
+    assert main([*argv, "--threshold", "1.5"]) == 2
     assert "--threshold" in capsys.readouterr().err

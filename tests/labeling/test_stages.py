@@ -77,3 +77,17 @@ def test_model_failure_is_one_rows_error(batch, monkeypatch):
     out = stage(batch)
     assert out["error"][3].startswith("model_failed: d: RuntimeError: CUDA out of memory")
     assert out["error"][0] is None and out["error"][2] is None and out[PSEUDO_BITS][0].any()
+
+
+@pytest.mark.gpu
+def test_label_predictor_on_cuda_runs_bf16_and_matches_the_predictor(batch):
+    stage = LabelPredictor("scratch:tiny", R, threshold=0.5, device="cuda", dtype="auto")
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert stage.predictor.dtype == expected
+    out = stage(batch)
+    reference = BoundaryPredictor("scratch:tiny", device="cuda", dtype="auto", resolution=R)
+    pixels = preprocess_images(list(batch["image"][[0, 2, 3]]), R, device="cuda")
+    probs = reference.predict_pixels(pixels, R).float().cpu().numpy()
+    for j, i in enumerate([0, 2, 3]):
+        agree = (unpack_bits(out[PSEUDO_BITS][i], R) == (probs[j] >= 0.5)).mean()
+        assert agree > 0.99  # same weights and dtype; only the resize path may differ

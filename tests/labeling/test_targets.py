@@ -79,7 +79,9 @@ def test_corrupt_rows_get_codes_and_zero_arrays(tmp_path):
     assert not out["image"][bad].any() and not out["target"][bad].any()
     assert not out["has_target"][bad].any() and out["has_target"][~bad].all()
     out = decode_rows(_rows(list_source("labelmap", str(tmp_path / "l"))), R, T)
-    assert {i: code_of(e) for i, e in zip(out["image_id"], out["error"], strict=True)} == expected_lm
+    assert {
+        i: code_of(e) for i, e in zip(out["image_id"], out["error"], strict=True)
+    } == expected_lm
     # A bad annotation does not hide the image size.
     assert out["height"][0] == 48
 

@@ -24,14 +24,26 @@ from directsam.labeling.writer import (
     write_block,
 )
 
-CONSTANTS = {"resolution": 8, "checkpoint": "scratch:tiny", "checkpoint_sha": "scratch:tiny:0",
-             "threshold": 0.5, "thickness": 3}
+CONSTANTS = {
+    "resolution": 8,
+    "checkpoint": "scratch:tiny",
+    "checkpoint_sha": "scratch:tiny:0",
+    "threshold": 0.5,
+    "thickness": 3,
+}
 
 
 def _row(i, error=None):
     rle = {"size": [8, 8], "counts": mask_to_rle(np.eye(8, dtype=bool))["counts"]}
-    return {"source_uri": f"/x/{i}.jpg", "dataset": "d", "height": 10, "width": 12,
-            "pseudo_boundary": rle, "human_boundary": None if i % 2 else rle, "error": error}
+    return {
+        "source_uri": f"/x/{i}.jpg",
+        "dataset": "d",
+        "height": 10,
+        "width": 12,
+        "pseudo_boundary": rle,
+        "human_boundary": None if i % 2 else rle,
+        "error": error,
+    }
 
 
 def test_plan_blocks_cut_sorted_ids():
@@ -54,9 +66,13 @@ def test_block_round_trip_status_and_counts(tmp_path):
     assert got[0]["human_boundary"] is None and got[1]["human_boundary"]["size"] == [8, 8]
     assert got[2]["pseudo_boundary"] is None and got[2]["height"] == 10  # labels null on error
     assert {r["checkpoint_sha"] for r in got} == {"scratch:tiny:0"}
-    assert shard_counts([uri]) == {"num_rows": 3, "num_good": 2, "num_failed": 1,
-                                   "error_counts": {"image_decode": 1},
-                                   "first_errors": ["c: image_decode: c: bad"]}
+    assert shard_counts([uri]) == {
+        "num_rows": 3,
+        "num_good": 2,
+        "num_failed": 1,
+        "error_counts": {"image_decode": 1},
+        "first_errors": ["c: image_decode: c: bad"],
+    }
     other = plan_blocks(["b", "a2", "d"], 3)[0]
     with pytest.raises(PlanMismatchError, match="new --output"):
         block_status(gen, other)
@@ -74,12 +90,14 @@ def test_merge_is_pseudo_or_human():
     np.testing.assert_array_equal(rle_to_mask(merged), p | h)
     assert merge_boundaries(mask_to_rle(p), None, 16) == mask_to_rle(p)
     assert rle_to_mask(merge_boundaries(mask_to_rle(p), mask_to_rle(h), 8)).shape == (8, 8)
-    batch = {"image_id": np.array(["a", "b"], dtype=object),
-             "source_uri": np.array(["/a", "/b"], dtype=object),
-             "dataset": np.array(["d", "d"], dtype=object),
-             "pseudo_boundary": np.array([mask_to_rle(p), None], dtype=object),
-             "human_boundary": np.array([mask_to_rle(h), None], dtype=object),
-             "error": np.array([None, "read_failed: /b: gone"], dtype=object)}
+    batch = {
+        "image_id": np.array(["a", "b"], dtype=object),
+        "source_uri": np.array(["/a", "/b"], dtype=object),
+        "dataset": np.array(["d", "d"], dtype=object),
+        "pseudo_boundary": np.array([mask_to_rle(p), None], dtype=object),
+        "human_boundary": np.array([mask_to_rle(h), None], dtype=object),
+        "error": np.array([None, "read_failed: /b: gone"], dtype=object),
+    }
     out = merge_rows(batch, 16)
     assert out["image_id"].tolist() == ["a"] and out["annotation_kind"].tolist() == ["shard"]
     assert json.loads(out["annotation"][0]) == out["merged"][0]
@@ -89,11 +107,14 @@ def test_select_generations_by_checkpoint(tmp_path):
     for ds, sha, spec in (("d1", "s1", "ck1"), ("d1", "s2", "ck2"), ("d2", "s1", "ck1")):
         gen = tmp_path / ds / f"gen-{sha}"
         gen.mkdir(parents=True)
-        (gen / layout.PLAN_FILE).write_text(json.dumps(
-            {"dataset": ds, "checkpoint_sha": sha, "checkpoint": spec}))
+        (gen / layout.PLAN_FILE).write_text(
+            json.dumps({"dataset": ds, "checkpoint_sha": sha, "checkpoint": spec})
+        )
         (gen / layout.SUCCESS_FILE).write_text("{}")
-    assert select_generations(str(tmp_path), "ck1") == [str(tmp_path / "d1/gen-s1"),
-                                                       str(tmp_path / "d2/gen-s1")]
+    assert select_generations(str(tmp_path), "ck1") == [
+        str(tmp_path / "d1/gen-s1"),
+        str(tmp_path / "d2/gen-s1"),
+    ]
     assert select_generations(str(tmp_path / "d1"), "s2") == [str(tmp_path / "d1/gen-s2")]
     with pytest.raises(ValueError, match="several match"):
         select_generations(str(tmp_path))
@@ -114,11 +135,15 @@ def test_registry_lists_the_seed_datasets():
     for name, entry in entries.items():
         assert validate_entry(name, entry) == []
     assert {e["mode"] for e in entries.values() if e["type"] == "labelmap"} == {
-        "single_channel", "force_binary", "rgb"}
+        "single_channel",
+        "force_binary",
+        "rgb",
+    }
     assert validate_entry("x", {"type": "zip", "mode": "gray", "size": -1}) == [
         "x: type must be one of sa1b, coco, labelmap, images, shards",
         "x: mode must be one of single_channel, force_binary, rgb",
-        "x: size must be a positive integer"]
+        "x: size must be a positive integer",
+    ]
 
 
 def test_presets_load_and_bad_values_name_flags():
@@ -127,7 +152,9 @@ def test_presets_load_and_bad_values_name_flags():
     smoke = load_config(LabelConfig, "configs/smoke/pseudo_label.yaml")
     assert smoke.model.checkpoint == "scratch:tiny" and smoke.model.device == "cpu"
     with pytest.raises(ConfigError) as err:
-        load_config(LabelConfig, overrides=["model.threshold=1.5", "compute.batch_size=0",
-                                            "source.mode=gray"])
+        load_config(
+            LabelConfig,
+            overrides=["model.threshold=1.5", "compute.batch_size=0", "source.mode=gray"],
+        )
     for flag in ("model.threshold", "compute.batch_size", "source.mode"):
         assert flag in str(err.value)

@@ -39,12 +39,36 @@ def split_scheme(uri: str) -> tuple[str, str]:
     return "", os.path.abspath(os.path.expanduser(uri))
 
 
+# scheme -> pyarrow filesystem used instead of FileSystem.from_uri (see register_filesystem).
+_REGISTERED: dict[str, Any] = {}
+
+
+def register_filesystem(scheme: str, filesystem: Any | None) -> None:
+    """Serve URIs ``<scheme>://bucket/key`` from ``filesystem`` (paths ``"bucket/key"``).
+
+    For object stores that need explicit settings (an S3 endpoint or credentials that are not
+    in the environment, e.g. ``pyarrow.fs.S3FileSystem(endpoint_override=...)``) and for tests
+    (an in-memory filesystem standing in for a bucket). ``None`` removes the registration.
+    Registrations are per process: Ray workers resolve URIs with ``FileSystem.from_uri``.
+    """
+    if filesystem is None:
+        _REGISTERED.pop(scheme, None)
+    else:
+        _REGISTERED[scheme] = filesystem
+    _tar_index_cached.cache_clear()
+
+
 @functools.lru_cache(maxsize=32)
-def _remote_fs(scheme: str, authority: str) -> Any:
+def _from_uri(scheme: str, authority: str) -> Any:
     import pyarrow.fs as pafs
 
     fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{authority}")
     return fs
+
+
+def _remote_fs(scheme: str, authority: str) -> Any:
+    registered = _REGISTERED.get(scheme)
+    return registered if registered is not None else _from_uri(scheme, authority)
 
 
 def resolve(uri: str) -> tuple[Any, str, str]:

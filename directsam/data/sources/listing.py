@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from directsam.data.sources import fs
-from directsam.schema import ANNOTATION_MISSING, READ_FAILED
+from directsam.schema import ANNOTATION_INVALID, ANNOTATION_MISSING, READ_FAILED
 
 SOURCE_TYPES: tuple[str, ...] = ("sa1b", "coco", "labelmap", "images", "shards")
 SPLITS: tuple[str, ...] = ("all", "train", "val")
@@ -190,12 +190,16 @@ def coco_paths(input: str, annotations: str | None) -> tuple[str, str]:
     if annotations:
         return input, annotations
     if input.lower().endswith(".json"):
-        raise ValueError(f"--input {input!r} is a JSON file: pass it as --annotations and the "
-                         "image folder as --input")
+        raise ValueError(
+            f"--input {input!r} is a JSON file: pass it as --annotations and the "
+            "image folder as --input"
+        )
     jsons = [f.uri for f in fs.list_files(input, (".json",), recursive=False)]
     if len(jsons) != 1:
-        raise ValueError(f"--annotations is required: {input!r} holds {len(jsons)} top-level "
-                         "JSON files, expected exactly one")
+        raise ValueError(
+            f"--annotations is required: {input!r} holds {len(jsons)} top-level "
+            "JSON files, expected exactly one"
+        )
     images = fs.join(input, "images")
     return (images if fs.is_dir(images) else input), jsons[0]
 
@@ -220,7 +224,7 @@ def list_coco(input: str, annotations: str | None, dataset: str) -> list[SourceI
     except (ValueError, InputError) as err:
         # The whole file is unusable: a configuration problem, not one bad row.
         raise ValueError(f"--annotations {ann_uri!r}: {err}") from None
-    return [
+    items = [
         SourceItem(
             coco_image_id(img),
             fs.join(image_root, img["file_name"]),
@@ -230,6 +234,15 @@ def list_coco(input: str, annotations: str | None, dataset: str) -> list[SourceI
         )
         for img in images
     ]
+    for item, img in zip(items, images):
+        # file_name is joined to the image root: absolute names and '..' would read outside it.
+        name = str(img["file_name"]).replace("\\", "/")
+        if name.startswith("/") or ".." in name.split("/") or ":" in name.split("/")[0]:
+            item.error = (
+                f"{ANNOTATION_INVALID}: {ann_uri}: image {img['id']!r} file_name "
+                f"{img['file_name']!r} points outside the image root {image_root}"
+            )
+    return items
 
 
 # ----------------------------------------------------------------------------- folders

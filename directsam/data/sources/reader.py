@@ -166,12 +166,18 @@ def items_dataset(items: list[SourceItem], rows_per_block: int = 64) -> ray.data
     return ray.data.from_items(rows, override_num_blocks=blocks)
 
 
-def _webdataset_rows(batch: dict[str, np.ndarray], dataset: str) -> dict[str, np.ndarray]:
+def _webdataset_rows(
+    batch: dict[str, np.ndarray], dataset: str, tar_uris: dict[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """``read_webdataset`` rows -> source rows; ``tar_uris`` maps Ray's ``__url__`` (a path
+    inside the filesystem, e.g. ``bucket/key.tar``) back to the URI the user gave."""
+    tar_uris = tar_uris or {}
     n = len(batch["__key__"])
     jpgs = batch.get("jpg", np.full(n, None, dtype=object))
     # A key with only a JSON member is not an input image (as in the listing).
     keep = np.array([j is not None for j in jpgs], dtype=bool)
-    keys, urls, jpgs = batch["__key__"][keep], batch["__url__"][keep], jpgs[keep]
+    keys, jpgs = batch["__key__"][keep], jpgs[keep]
+    urls = [tar_uris.get(str(u), str(u)) for u in batch["__url__"][keep]]
     jsons = batch.get("json", np.full(n, None, dtype=object))[keep]
     n = len(keys)
     out: dict[str, np.ndarray] = {
@@ -217,12 +223,17 @@ def read_source(
         kind, tars = sa1b_layout(input)
         if kind == "tars":
             name = dataset or default_dataset_name(source, input)
+            filesystem, _, _ = fs.resolve(tars[0])
+            paths = [fs.resolve(t)[1] for t in tars]
+            # One filesystem object for every tar: ours (cached, or registered) rather than
+            # Ray's own resolution, so that __url__ is the path inside it and maps back.
             ds = ray.data.read_webdataset(
-                [fs.split_scheme(t)[1] if not fs.split_scheme(t)[0] else t for t in tars],
-                decoder=None,
-                suffixes=["jpg", "json"],
+                paths, filesystem=filesystem, decoder=None, suffixes=["jpg", "json"]
             )
-            return ds.map_batches(_webdataset_rows, fn_kwargs={"dataset": name}, batch_size=64)
+            tar_uris = dict(zip(paths, tars, strict=True))
+            return ds.map_batches(
+                _webdataset_rows, fn_kwargs={"dataset": name, "tar_uris": tar_uris}, batch_size=64
+            )
     items = list_source(
         source,
         input,

@@ -82,6 +82,10 @@ def _checkpoint_meta(spec: str) -> dict[str, Any]:
 
     if spec.startswith("scratch:"):
         return {}
+    if spec.startswith("models:/"):
+        from directsam.model.build import resolve_spec
+
+        spec = resolve_spec(spec)
     if Path(spec).expanduser().is_dir():
         return read_meta(Path(spec).expanduser())
     from huggingface_hub import try_to_load_from_cache

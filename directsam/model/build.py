@@ -1,9 +1,10 @@
 """Checkpoint spec -> ``SegformerForSemanticSegmentation`` with one boundary logit per pixel.
 
 A spec is a Hugging Face hub id, a local ``save_pretrained`` directory, ``scratch:b0`` ..
-``scratch:b5`` (random init with the real MiT sizes, optional ``:SEED``), or ``scratch:tiny``
-(a few-thousand-parameter config for tests). Weights load through safetensors only unless the
-caller opts into pickle files explicitly.
+``scratch:b5`` (random init with the real MiT sizes, optional ``:SEED``), ``scratch:tiny``
+(a few-thousand-parameter config for tests), or ``models:/NAME/VERSION`` (an MLflow registered
+model, resolved to its checkpoint directory by :func:`resolve_spec`). Weights load through
+safetensors only unless the caller opts into pickle files explicitly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SCRATCH_PREFIX = "scratch:"
+MODELS_PREFIX = "models:/"  # MLflow registry URIs (directsam.delivery.registry)
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_WEIGHTS_INDEX = "model.safetensors.index.json"
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -112,6 +114,16 @@ def _build_scratch(spec: str, num_labels: int) -> SegformerForSemanticSegmentati
     return model.float().eval()
 
 
+def resolve_spec(spec: str) -> str:
+    """``models:/NAME/VERSION`` (MLflow registry) -> its local checkpoint directory; other specs
+    unchanged. The registry is MLflow's (``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``)."""
+    if not spec.startswith(MODELS_PREFIX):
+        return spec
+    from directsam.delivery.registry import resolve_model_uri
+
+    return str(resolve_model_uri(spec))
+
+
 def _weights_in_dir(directory: Path) -> tuple[list[Path], list[Path]]:
     safe = [directory / n for n in (SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX) if (directory / n).is_file()]
     pickle = [directory / n for n in PICKLE_WEIGHTS if (directory / n).is_file()]
@@ -151,8 +163,7 @@ def load_model(
     """
     if spec.startswith(SCRATCH_PREFIX):
         return _build_scratch(spec, num_labels)
-    if spec.startswith("models:/"):
-        raise ValueError(f"MLflow model URIs ({spec}) are not supported yet; pass a directory")
+    spec = resolve_spec(spec)
 
     import torch
     import transformers
@@ -278,6 +289,7 @@ def checkpoint_sha(spec: str, source: str | os.PathLike[str] | Any | None = None
     if spec.startswith(SCRATCH_PREFIX):
         size, seed = parse_scratch_spec(spec)
         return f"scratch:{size}:{seed}"
+    spec = resolve_spec(spec)
     directory: Path | None = None
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         directory = Path(source)

@@ -1,0 +1,234 @@
+"""``directsam segment`` (images -> SA-1B-style JSON) and ``directsam export`` (Hub folder, ONNX).
+
+Registration imports nothing heavy; each command imports its module when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="hub id, checkpoint directory, scratch:b0..b5 / scratch:tiny, or models:/NAME/VERSION",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="boundary threshold in (0, 1) (default: the checkpoint's, else 0.5)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="model input side (default: the checkpoint's, else 1024)",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="denoise: keep at most this many tokens, merging the smallest",
+    )
+    p.add_argument(
+        "--min-area",
+        type=int,
+        default=None,
+        help="denoise: merge tokens smaller than this many pixels",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        help="auto = bf16 on CUDA, fp32 on CPU",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``segment`` and ``export`` (each sets ``func`` on the namespace)."""
+    p = subparsers.add_parser(
+        "segment",
+        help="cut images into tokens and write SA-1B-style JSON (RLE masks) per image",
+        description="Run a boundary model over a source (Ray Data) or one image and write one "
+        "SA-1B-style JSON per image: image + annotations with COCO RLE masks.",
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--image", help="one image file: no Ray, written to --output at once")
+    where.add_argument("--input", help="source location (with --source); a Ray Data job")
+    p.add_argument(
+        "--source",
+        default="images",
+        choices=("sa1b", "coco", "labelmap", "images", "shards"),
+        help="source type of --input (default images)",
+    )
+    p.add_argument("--output", required=True, help="folder for <image_id>.json files")
+    _model_args(p)
+    p.add_argument(
+        "--copy-images",
+        action="store_true",
+        help="write each image beside its JSON (the folder becomes an SA-1B folder)",
+    )
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        help="first N images in sorted-id order (with --seed: a seeded random subset)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed for --num-samples")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the input folder's)")
+    p.add_argument("--batch-size", type=int, default=4, help="images per model call (default 4)")
+    p.add_argument("--actors", type=int, default=1, help="model actors (one per GPU; default 1)")
+    p.add_argument("--address", default=None, help="Ray address (default RAY_ADDRESS or local)")
+    p.set_defaults(func=run_segment_cmd)
+
+    e = subparsers.add_parser(
+        "export",
+        help="export a checkpoint as a Hub-ready folder (with model card) or ONNX",
+        description="Write a folder that from_pretrained and the Hugging Face Hub accept "
+        "(config, safetensors, preprocessor config, directsam.json, README model card), or "
+        "with --format onnx an ONNX graph with a dynamic batch axis, checked with onnxruntime.",
+    )
+    e.add_argument(
+        "--checkpoint",
+        required=True,
+        help="hub id, checkpoint directory, scratch:*, or models:/NAME/VERSION",
+    )
+    e.add_argument("--output", required=True, help="destination folder")
+    e.add_argument("--format", default="hub", choices=("hub", "onnx"), help="default hub")
+    e.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI to read evaluation results for the card (with --experiment)",
+    )
+    e.add_argument(
+        "--experiment",
+        default=None,
+        help="evaluation experiment for the card's table (e.g. directsam-eval)",
+    )
+    e.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="onnx: input side (default: the checkpoint's, else 1024)",
+    )
+    e.add_argument("--opset", type=int, default=17, help="onnx: opset version (default 17)")
+    e.add_argument(
+        "--no-check", action="store_true", help="onnx: skip the onnxruntime parity check"
+    )
+    e.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="accept a checkpoint that only has pytorch_model.bin (pickle) weights",
+    )
+    e.set_defaults(func=run_export_cmd)
+
+
+def _check(args: argparse.Namespace) -> None:
+    from directsam.config import ConfigError
+
+    problems = []
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        problems.append(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.resolution is not None and args.resolution < 32:
+        problems.append(f"--resolution must be >= 32, got {args.resolution}")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        problems.append(f"--max-tokens must be >= 1, got {args.max_tokens}")
+    if args.min_area is not None and args.min_area < 0:
+        problems.append(f"--min-area must be >= 0, got {args.min_area}")
+    if args.batch_size < 1 or args.actors < 1:
+        problems.append("--batch-size and --actors must be >= 1")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def run_segment_cmd(args: argparse.Namespace) -> int:
+    """``directsam segment``; returns 1 when any image failed."""
+    from directsam.config import ConfigError
+    from directsam.schema import InputError
+
+    _check(args)
+    settings = dict(
+        threshold=args.threshold,
+        resolution=args.resolution,
+        max_tokens=args.max_tokens,
+        min_area=args.min_area,
+        device=args.device,
+        dtype=args.dtype,
+    )
+    if args.image:
+        from directsam.delivery.segment import segment_image
+
+        try:
+            path = segment_image(
+                args.image, args.output, args.checkpoint, copy_image=args.copy_images, **settings
+            )
+        except InputError as err:
+            print(f"directsam segment: error: {err}", file=sys.stderr)
+            return 1
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"--checkpoint {args.checkpoint}: {err}") from err
+        print(path)
+        return 0
+    from directsam.delivery.segment import run_segment
+    from directsam.raycluster import init_ray
+
+    init_ray(args.address)
+    try:
+        summary = run_segment(
+            args.source,
+            args.input,
+            args.output,
+            args.checkpoint,
+            batch_size=args.batch_size,
+            actors=args.actors,
+            copy_images=args.copy_images,
+            num_samples=args.num_samples,
+            seed=args.seed,
+            dataset=args.dataset,
+            **settings,
+        )
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(str(err)) from err
+    return 1 if summary["num_failed"] else 0
+
+
+def run_export_cmd(args: argparse.Namespace) -> int:
+    """``directsam export``."""
+    from directsam.config import ConfigError
+
+    try:
+        if args.format == "onnx":
+            from directsam.delivery.onnx_export import export_onnx
+
+            report = export_onnx(
+                args.checkpoint,
+                args.output,
+                args.resolution,
+                args.opset,
+                check=not args.no_check,
+                allow_pickle=args.allow_pickle,
+            )
+            print(json.dumps(report.get("parity", []), indent=None))
+        else:
+            from directsam.delivery.hub_export import export_hub
+
+            export_hub(
+                args.checkpoint,
+                args.output,
+                args.tracking_uri,
+                args.experiment,
+                allow_pickle=args.allow_pickle,
+            )
+    except (OSError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"--checkpoint {args.checkpoint}: {err}") from err
+    print(args.output)
+    return 0

@@ -14,7 +14,12 @@ from directsam.config import ConfigError
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any) -> None:
-    """Connect to ``address`` (or ``RAY_ADDRESS``), or start a local Ray bound to 127.0.0.1.
+    """Connect to ``address`` (or ``RAY_ADDRESS``), or start a new local Ray.
+
+    A new local cluster never joins another cluster found on the host. Note that Ray 2.60's
+    local processes listen on all interfaces even with ``_node_ip_address="127.0.0.1"``
+    (checked with the open sockets; see docs/RELIABILITY.md): rely on token auth and the
+    host firewall, not on the bind address.
 
     Already-initialised Ray is reused, so tests and notebooks can share one local cluster.
     A local cluster is started without the dashboard unless ``include_dashboard=True``.
@@ -26,7 +31,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address in (None, "local"):
         kwargs.setdefault("include_dashboard", False)
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # address="local": ray.init(address=None) would join any cluster found via
+        # /tmp/ray/ray_current_cluster (e.g. another user's `ray start`) instead.
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
     else:
         ray.init(address=address, **kwargs)
 

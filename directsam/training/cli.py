@@ -47,37 +47,70 @@ def add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     default_source = "sa1b" if stage == "pretrain" else "shards"
     add_config_args(p)
     g = p.add_argument_group("data")
-    g.add_argument("--source", choices=SOURCES, default=None,
-                   help=f"source type, default {default_source} [data.source]")
-    g.add_argument("--data", default=None,
-                   help="input path or URI, as for `directsam label --input` [data.input]")
-    g.add_argument("--dataset", default=None,
-                   help="dataset name; a registry name fills source and paths [data.dataset]")
-    g.add_argument("--num-samples", type=int, default=None,
-                   help="first N training images in sorted-id order [data.num_samples]")
+    g.add_argument(
+        "--source",
+        choices=SOURCES,
+        default=None,
+        help=f"source type, default {default_source} [data.source]",
+    )
+    g.add_argument(
+        "--data",
+        default=None,
+        help="input path or URI, as for `directsam label --input` [data.input]",
+    )
+    g.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset name; a registry name fills source and paths [data.dataset]",
+    )
+    g.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        help="first N training images in sorted-id order [data.num_samples]",
+    )
     g.add_argument("--seed", type=int, default=None, help="random subset seed [data.seed]")
     t = p.add_argument_group("run")
     t.add_argument("--init", default=None, help="hub id, checkpoint dir or scratch:b0..b5 [init]")
     t.add_argument("--max-steps", type=int, default=None, help="optimizer steps [optim.max_steps]")
-    t.add_argument("--run-name", default=None,
-                   help="run name; default experiment + config hash; same name resumes [run.run_name]")
-    t.add_argument("--storage-path", default=None,
-                   help="checkpoint storage: directory or s3://... [run.storage_path]")
-    t.add_argument("--shared-storage", action="store_true", default=None,
-                   help="the local --storage-path is shared by all nodes [run.shared_storage]")
-    t.add_argument("--num-workers", type=int, default=None,
-                   help="training workers; 0 = Train local mode [run.num_workers]")
-    t.add_argument("--use-gpu", action="store_true", default=None,
-                   help="one GPU per worker [run.use_gpu]")
+    t.add_argument(
+        "--run-name",
+        default=None,
+        help="run name; default experiment + config hash; same name resumes [run.run_name]",
+    )
+    t.add_argument(
+        "--storage-path",
+        default=None,
+        help="checkpoint storage: directory or s3://... [run.storage_path]",
+    )
+    t.add_argument(
+        "--shared-storage",
+        action="store_true",
+        default=None,
+        help="the local --storage-path is shared by all nodes [run.shared_storage]",
+    )
+    t.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="training workers; 0 = Train local mode [run.num_workers]",
+    )
+    t.add_argument(
+        "--use-gpu", action="store_true", default=None, help="one GPU per worker [run.use_gpu]"
+    )
     t.add_argument("--address", default=None, help="Ray address (default RAY_ADDRESS or local)")
     k = p.add_argument_group("tracking")
     k.add_argument("--tracking-uri", default=None, help="MLflow tracking URI [tracking.uri]")
     k.add_argument("--experiment", default=None, help="MLflow experiment [tracking.experiment]")
     k.add_argument("--no-tracking", action="store_true", help="no MLflow run [tracking.enabled]")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved config as YAML and exit")
-    p.add_argument("--smoke-test", action="store_true",
-                   help="generate a sample in a temp dir and run the smoke preset on it")
+    p.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as YAML and exit"
+    )
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="generate a sample in a temp dir and run the smoke preset on it",
+    )
 
 
 def apply_registry(cfg: TrainConfig) -> TrainConfig:

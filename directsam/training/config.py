@@ -46,7 +46,10 @@ SHAPE_KEYS: tuple[str, ...] = (
     "optim.seed",
 )
 
-EXPERIMENTS: dict[str, str] = {"pretrain": "directsam-pretrain", "self_train": "directsam-self-train"}
+EXPERIMENTS: dict[str, str] = {
+    "pretrain": "directsam-pretrain",
+    "self_train": "directsam-self-train",
+}
 
 
 @dataclass
@@ -88,8 +91,10 @@ class TrainDataConfig:
 
     def validate(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        if self.resolution < 32 or self.resolution % 32:
-            out.append(("resolution", f"must be a positive multiple of 32, got {self.resolution}"))
+        # SegFormer takes any side (logits at ceil(R/4)); a multiple of 4 keeps them at R/4.
+        # 32 would refuse the seed's 1800 px.
+        if self.resolution < 32 or self.resolution % 4:
+            out.append(("resolution", f"must be a multiple of 4 and >= 32, got {self.resolution}"))
         if self.thickness < 1:
             out.append(("thickness", f"must be >= 1, got {self.thickness}"))
         if self.num_samples is not None and self.num_samples < 1:
@@ -237,7 +242,9 @@ class RunSettings:
     def validate(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         if self.run_name is not None and not _safe_name(self.run_name):
-            out.append(("run_name", f"use letters, digits, '.', '_' and '-' only: {self.run_name!r}"))
+            out.append(
+                ("run_name", f"use letters, digits, '.', '_' and '-' only: {self.run_name!r}")
+            )
         if not self.storage_path:
             out.append(("storage_path", "must not be empty"))
         if self.num_workers < 0:
@@ -262,7 +269,10 @@ class TrackingSettings:
     log_every_steps: int = 10
     """Log loss / lr / images_per_s every N optimizer steps."""
     log_checkpoint_artifact: bool = True
-    """Copy the final checkpoint directory into the MLflow run's artifacts."""
+    """Copy the final checkpoint's model files into the MLflow run's artifacts (``checkpoint/``)."""
+    log_model: bool = False
+    """Also log the final checkpoint as an MLflow pyfunc model (``directsam.delivery``), so
+    ``models:/...`` specs and ``mlflow.pyfunc.load_model`` can use it."""
 
     def validate(self) -> list[tuple[str, str]]:
         if self.log_every_steps < 1:

@@ -126,9 +126,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         ``{"step": final step, "start_step": step it started at}`` (local mode hands it back
         in ``Result.return_value``).
     """
-    import torch
     import ray.train
     import ray.train.torch
+    import torch
     from ray.train import Checkpoint
 
     from directsam.training.data import to_model_input
@@ -196,7 +196,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             drop_last=True,
             prefetch_batches=cfg.data.prefetch_batches,
             local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
-            local_shuffle_seed=(o.seed + rank + 1_000_003 * step) if cfg.data.shuffle_buffer else None,
+            local_shuffle_seed=(o.seed + rank + 1_000_003 * step)
+            if cfg.data.shuffle_buffer
+            else None,
             pin_memory=device.type == "cuda",
         )
         seen = 0
@@ -296,6 +298,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             d = cfg.debug
             if d.fail_at_step == step and rank == d.fail_rank and d.fail_marker:
                 if not os.path.exists(d.fail_marker):
+                    if not rt.local_mode:
+                        # Wait until the controller has registered every reported checkpoint,
+                        # so the test knows which one the restarted group must start from.
+                        ray.train.get_all_reported_checkpoints(timeout_s=120)
                     Path(d.fail_marker).write_text(f"killed at step {step}\n")
                     os._exit(1)  # a hard crash, as a lost node or OOM kill would look
             if final:

@@ -68,8 +68,8 @@ def log_final_model(tracker: NoopTracker, checkpoint_dir: str | os.PathLike[str]
     The HF files and ``directsam.json`` are logged (a loadable checkpoint); the optimizer state
     (``training_state.pt``, twice the weights) stays in the run's storage only.
 
-    Hook: logging the model as an MLflow pyfunc model (``mlflow.pyfunc.log_model`` wrapping
-    ``BoundaryPredictor``) belongs here, so ``models:/NAME/VERSION`` specs can load it.
+    With ``tracking.log_model`` the run also gets an MLflow pyfunc model of the checkpoint
+    (``directsam.delivery.registry.log_checkpoint_model``, in :func:`finish_run`).
     """
     from directsam.training.state import STATE_FILE
 
@@ -92,6 +92,7 @@ def finish_run(
     checkpoint: Any | None,
     log_artifact: bool = True,
     metrics: dict[str, float] | None = None,
+    log_model: bool = False,
 ) -> None:
     """Tag the final checkpoint path, log the model, and mark the run FINISHED.
 
@@ -100,12 +101,20 @@ def finish_run(
         checkpoint: the final ``ray.train.Checkpoint`` (local or remote storage), or None.
         log_artifact: copy the checkpoint directory into MLflow (``log_final_model``).
         metrics: final metrics to record once more (e.g. ``steady_images_per_s``).
+        log_model: also log the checkpoint as an MLflow pyfunc model in the same run.
     """
     if checkpoint is not None:
         tracker.set_tags({CHECKPOINT_TAG: checkpoint_uri(checkpoint)})
-        if log_artifact:
+        if log_artifact or (log_model and tracker.run_id):
             with checkpoint.as_directory() as directory:
-                log_final_model(tracker, directory)
+                if log_artifact:
+                    log_final_model(tracker, directory)
+                if log_model and tracker.run_id:
+                    from directsam.delivery.registry import log_checkpoint_model
+
+                    log_checkpoint_model(
+                        directory, run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None)
+                    )
     if metrics:
         step = int(metrics.get("step", 0))
         wanted = {k: v for k, v in metrics.items() if k.startswith("steady_")}

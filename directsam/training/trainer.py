@@ -192,7 +192,8 @@ def run_training(
         latest = latest_local_checkpoint(run_dir)
         checkpoint = Checkpoint.from_directory(str(latest)) if latest is not None else None
     metrics = dict(result.metrics or {})
-    finish_run(tracker, checkpoint, cfg.tracking.log_checkpoint_artifact, metrics)
+    t = cfg.tracking
+    finish_run(tracker, checkpoint, t.log_checkpoint_artifact, metrics, log_model=t.log_model)
     return TrainingResult(
         run_name=cfg.run_name(),
         checkpoint=checkpoint_uri(checkpoint) if checkpoint is not None else None,

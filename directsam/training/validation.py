@@ -82,7 +82,9 @@ def validate_model(
                 targets = np.asarray(torch.as_tensor(batch["target"]).cpu())
                 pixels = to_model_input(images, channels_last=channels_last)
                 with torch.autocast(
-                    device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+                    device.type,
+                    dtype=autocast_dtype or torch.float32,
+                    enabled=autocast_dtype is not None,
                 ):
                     logits = model(pixel_values=pixels).logits
                 probs = probs_from_logits(logits, images.shape[1]).cpu().numpy()

@@ -65,7 +65,9 @@ def run_tags(
 
 def run_name(row: dict[str, Any]) -> str:
     """``<dataset>-r<R>-tol<T>-t<threshold>``: the name of one grid point's run."""
-    return f"{row['dataset']}-r{row['resolution']}-tol{row['tolerance']}-t{float(row['threshold']):g}"
+    return (
+        f"{row['dataset']}-r{row['resolution']}-tol{row['tolerance']}-t{float(row['threshold']):g}"
+    )
 
 
 def sort_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -168,7 +168,9 @@ def test_cache_predictor_on_a_plain_batch():
         assert np.abs(q.astype(int) - direct[j].astype(int)).max() <= 1  # batch-size float noise
     from directsam.data.rle import rle_to_mask
 
-    np.testing.assert_array_equal(rle_to_mask(rows[0][cache_mod.GT_BOUNDARY]), targets[0].astype(bool))
+    np.testing.assert_array_equal(
+        rle_to_mask(rows[0][cache_mod.GT_BOUNDARY]), targets[0].astype(bool)
+    )
     assert rows[1][cache_mod.GT_BOUNDARY] is None  # no annotation -> no GT
 
 
@@ -177,10 +179,12 @@ def test_panel_maps_show_the_metric(tmp_path):
     from directsam.evaluation.panels import panel_maps, render_panel, write_panels
 
     location, truth = _synthetic_cache(tmp_path)
-    for image_id, (q, gt) in truth.items():
+    for q, gt in truth.values():
         for threshold in (0.3, 0.6):
             maps = panel_maps(gt, q, threshold, 5)
-            tokens, recall = effective_contour_recall(gt, cache_mod.dequantize_probs(q) >= threshold, 5)
+            tokens, recall = effective_contour_recall(
+                gt, cache_mod.dequantize_probs(q) >= threshold, 5
+            )
             assert maps["num_tokens"] == tokens
             assert maps["recall"] == pytest.approx(recall, abs=1e-12)
             assert not (maps["matched"] & maps["missing"]).any()

@@ -80,13 +80,22 @@ def test_registry_fills_source_keys(tmp_path):
     )
     parser = cli.argparse.ArgumentParser()
     cli._add_args(parser, sweep=False)
-    args = parser.parse_args(["--checkpoint", "c", "--dataset", "ADE20k", "--registry", str(registry)])
+    args = parser.parse_args(
+        ["--checkpoint", "c", "--dataset", "ADE20k", "--registry", str(registry)]
+    )
     cfg = cli._load(EvalConfig, args, sweep=False)
-    assert (cfg.source, cfg.input, cfg.labels, cfg.split) == ("labelmap", "/data/ade/images", "/data/ade/labels", "val")
+    assert (cfg.source, cfg.input, cfg.labels, cfg.split) == (
+        "labelmap",
+        "/data/ade/images",
+        "/data/ade/labels",
+        "val",
+    )
     args = parser.parse_args(["--checkpoint", "c", "--dataset", "ADE20k", "--registry", str(registry),
                               "--input", "/mine"])  # fmt: skip
     assert cli._load(EvalConfig, args, sweep=False).input == "/mine"  # flags win
-    args = parser.parse_args(["--checkpoint", "c", "--dataset", "Empty", "--registry", str(registry)])
+    args = parser.parse_args(
+        ["--checkpoint", "c", "--dataset", "Empty", "--registry", str(registry)]
+    )
     with pytest.raises(ConfigError, match="--dataset Empty"):
         cli._load(EvalConfig, args, sweep=False)
 
@@ -106,7 +115,9 @@ def test_compare_reads_runs_back(mlflow_uri, tmp_path, capsys):
 
     exp = ensure_experiment("cmp", mlflow_uri)
     old = _rows("ckpt-a", "ADE20k", 0.5, thresholds=(0.2, 0.4))
-    report.log_trial_runs(mlflow_uri, exp, old, report.run_tags("trial", "s0", "ckpt-a", "ADE20k", "x"))
+    report.log_trial_runs(
+        mlflow_uri, exp, old, report.run_tags("trial", "s0", "ckpt-a", "ADE20k", "x")
+    )
     newer = [
         (_rows("ckpt-a", "ADE20k", 0.9), "s1"),
         (_rows("ckpt-b", "ADE20k", 0.7), "s2"),
@@ -121,7 +132,12 @@ def test_compare_reads_runs_back(mlflow_uri, tmp_path, capsys):
                            {"a": 1}, tmp_path / "empty", "s1")  # fmt: skip
 
     png = tmp_path / "cmp.png"
-    assert cli.compare_main(["--experiment", "cmp", "--tracking-uri", mlflow_uri, "--output", str(png)]) == 0
+    assert (
+        cli.compare_main(
+            ["--experiment", "cmp", "--tracking-uri", mlflow_uri, "--output", str(png)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.count("threshold") == 3  # three curves: (a, ADE20k), (b, ADE20k), (a, LIP)
     assert "checkpoint ckpt-a | dataset ADE20k" in out and "s1" in out and "s0" not in out

@@ -35,7 +35,9 @@ def spread_checkpoint(tmp_path_factory) -> str:
     with torch.no_grad():
         model.decode_head.classifier.weight.mul_(2000.0)
         model.decode_head.classifier.bias.fill_(-0.8)
-    return str(save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "spread", {"resolution": RES}))
+    return str(
+        save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "spread", {"resolution": RES})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def env(tmp_path_factory, ray_local, sample_root):
 def _argv(env, checkpoint: str) -> list[str]:
     return [
         "--checkpoint", checkpoint, "--source", "sa1b", "--input", str(env["sample"]),
-        "--split", "all", "--resolution", str(RES), "--tolerance", "5", "--num-samples", "6",
+        "--dataset", "sample", "--split", "all", "--resolution", str(RES), "--tolerance", "5", "--num-samples", "6",
         "--thresholds", ",".join(map(str, THRESHOLDS)), "--tracking-uri", env["uri"],
         "--experiment", EXPERIMENT, "--cache-dir", str(env["root"] / "cache"),
         "--output", str(env["root"] / "out"), "--num-panels", "2", "--batch-size", "3",
@@ -71,7 +73,10 @@ def _cached(location: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
     table = pq.read_table(location).to_pylist()
     return {
-        r["image_id"]: (np.frombuffer(r["probs_u8"], np.uint8).reshape(RES, RES), rle_to_mask(r["gt_boundary"]))
+        r["image_id"]: (
+            np.frombuffer(r["probs_u8"], np.uint8).reshape(RES, RES),
+            rle_to_mask(r["gt_boundary"]),
+        )
         for r in table
     }
 
@@ -81,7 +86,9 @@ def _expected(cached, threshold: float, tolerance: int) -> dict[str, float]:
 
     ids = sorted(cached)
     preds = {i: cached[i][0].astype(np.float64) / 255.0 >= threshold for i in ids}
-    out = dict(aggregate([effective_contour_recall(cached[i][1], preds[i], tolerance) for i in ids]))
+    out = dict(
+        aggregate([effective_contour_recall(cached[i][1], preds[i], tolerance) for i in ids])
+    )
     prf = np.array([boundary_prf(cached[i][1], preds[i], tolerance) for i in ids])
     out.update(mean_precision=float(np.mean(prf[:, 0])), mean_boundary_recall=float(np.mean(prf[:, 1])),
                mean_f1=float(np.mean(prf[:, 2])))  # fmt: skip
@@ -112,7 +119,10 @@ def test_sweep_leaves_trials_and_summary_with_direct_metric_values(env, swept):
         assert run.info.status == "FINISHED"
         assert (p["checkpoint"], p["dataset"], p["resolution"], p["tolerance"]) == (
             swept["checkpoint"], "sample", str(RES), "5")  # fmt: skip
-        assert tags[report.TAG_CHECKPOINT] == swept["checkpoint"] and tags[report.TAG_DATASET] == "sample"
+        assert (
+            tags[report.TAG_CHECKPOINT] == swept["checkpoint"]
+            and tags[report.TAG_DATASET] == "sample"
+        )
         expected = _expected(cached, float(p["threshold"]), 5)
         for name in ("mean_recall", "mean_num_tokens", "num_images", "num_skipped", "mean_precision",
                      "mean_boundary_recall", "mean_f1"):  # fmt: skip
@@ -168,12 +178,45 @@ def test_rerun_reuses_the_cache(env, swept, capsys):
     assert kinds == ["summary"] * 2 + ["trial"] * 10  # evaluate logs the same layout
 
 
+def test_tolerance_grid_sweep_reuses_the_cache(env, swept):
+    """A thresholds x tolerances grid: one trial run per point, scored from the same cache."""
+    argv = [*_argv(env, swept["checkpoint"]), "--thresholds", "0.2,0.4", "--tolerances", "3,5",
+            "--num-panels", "0"]  # fmt: skip
+    assert sweep_main(argv) == 0
+    assert cache_mod.model_passes()["passes"] == 1  # still the fixture's single model pass
+    client, _, runs = _runs(env["uri"])
+    sweep_ids = {r.data.tags[report.TAG_SWEEP] for r in runs}
+    (sweep_id,) = [s for s in sweep_ids if s.startswith("sample-sweep") and s != swept["sweep_id"]]
+    trials = [r for r in runs if r.data.tags[report.TAG_SWEEP] == sweep_id
+              and r.data.tags[report.TAG_KIND] == "trial"]  # fmt: skip
+    points = sorted(
+        (float(r.data.params["threshold"]), int(r.data.params["tolerance"])) for r in trials
+    )
+    assert points == [(0.2, 3), (0.2, 5), (0.4, 3), (0.4, 5)]
+    cached = _cached(swept["location"])
+    for run in trials:
+        expected = _expected(
+            cached, float(run.data.params["threshold"]), int(run.data.params["tolerance"])
+        )
+        for name in ("mean_recall", "mean_num_tokens", "num_images", "mean_precision", "mean_f1"):
+            assert run.data.metrics[name] == expected[name], name
+    assert _expected(cached, 0.2, 3)["mean_recall"] != _expected(cached, 0.2, 5)["mean_recall"]
+
+
 def test_compare_reads_both_checkpoints_back(env, swept, capsys):
-    assert evaluate_main([*_argv(env, "scratch:tiny"), "--thresholds", "0.3,0.5", "--num-panels", "0"]) == 0
+    assert (
+        evaluate_main([*_argv(env, "scratch:tiny"), "--thresholds", "0.3,0.5", "--num-panels", "0"])
+        == 0
+    )
     assert cache_mod.model_passes()["passes"] == 2
     capsys.readouterr()
     png = env["root"] / "compare.png"
-    assert compare_main(["--experiment", EXPERIMENT, "--tracking-uri", env["uri"], "--output", str(png)]) == 0
+    assert (
+        compare_main(
+            ["--experiment", EXPERIMENT, "--tracking-uri", env["uri"], "--output", str(png)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"checkpoint {swept['checkpoint']} | dataset sample" in out
     assert "checkpoint scratch:tiny | dataset sample" in out

@@ -37,6 +37,7 @@ SHORTHANDS: dict[str, str] = {
     "use_gpu": "run.use_gpu",
     "tracking_uri": "tracking.uri",
     "experiment": "tracking.experiment",
+    "register_model": "tracking.registered_model_name",
 }
 REGISTRY_KEYS = {"type": "source", "input": "input", "annotations": "annotations",
                  "labels": "labels", "mode": "mode"}  # fmt: skip
@@ -102,6 +103,13 @@ def add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     k = p.add_argument_group("tracking")
     k.add_argument("--tracking-uri", default=None, help="MLflow tracking URI [tracking.uri]")
     k.add_argument("--experiment", default=None, help="MLflow experiment [tracking.experiment]")
+    k.add_argument(
+        "--register-model",
+        default=None,
+        metavar="NAME",
+        help="log the final checkpoint as an MLflow model and register it as NAME, loadable as "
+        "models:/NAME/<version> [tracking.registered_model_name]",
+    )
     k.add_argument("--no-tracking", action="store_true", help="no MLflow run [tracking.enabled]")
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as YAML and exit"

@@ -273,6 +273,8 @@ class TrackingSettings:
     log_model: bool = False
     """Also log the final checkpoint as an MLflow pyfunc model (``directsam.delivery``), so
     ``models:/...`` specs and ``mlflow.pyfunc.load_model`` can use it."""
+    registered_model_name: str | None = None
+    """Register the logged model under this name (``--register-model``; implies ``log_model``)."""
 
     def validate(self) -> list[tuple[str, str]]:
         if self.log_every_steps < 1:

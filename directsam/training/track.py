@@ -93,6 +93,7 @@ def finish_run(
     log_artifact: bool = True,
     metrics: dict[str, float] | None = None,
     log_model: bool = False,
+    registered_model_name: str | None = None,
 ) -> None:
     """Tag the final checkpoint path, log the model, and mark the run FINISHED.
 
@@ -102,7 +103,9 @@ def finish_run(
         log_artifact: copy the checkpoint directory into MLflow (``log_final_model``).
         metrics: final metrics to record once more (e.g. ``steady_images_per_s``).
         log_model: also log the checkpoint as an MLflow pyfunc model in the same run.
+        registered_model_name: register that model under this name (implies ``log_model``).
     """
+    log_model = log_model or bool(registered_model_name)
     if checkpoint is not None:
         tracker.set_tags({CHECKPOINT_TAG: checkpoint_uri(checkpoint)})
         if log_artifact or (log_model and tracker.run_id):
@@ -113,7 +116,10 @@ def finish_run(
                     from directsam.delivery.registry import log_checkpoint_model
 
                     log_checkpoint_model(
-                        directory, run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None)
+                        directory,
+                        registered_model_name,
+                        run_id=tracker.run_id,
+                        tracking_uri=getattr(tracker, "uri", None),
                     )
     if metrics:
         step = int(metrics.get("step", 0))

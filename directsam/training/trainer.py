@@ -193,7 +193,14 @@ def run_training(
         checkpoint = Checkpoint.from_directory(str(latest)) if latest is not None else None
     metrics = dict(result.metrics or {})
     t = cfg.tracking
-    finish_run(tracker, checkpoint, t.log_checkpoint_artifact, metrics, log_model=t.log_model)
+    finish_run(
+        tracker,
+        checkpoint,
+        t.log_checkpoint_artifact,
+        metrics,
+        log_model=t.log_model,
+        registered_model_name=t.registered_model_name,
+    )
     return TrainingResult(
         run_name=cfg.run_name(),
         checkpoint=checkpoint_uri(checkpoint) if checkpoint is not None else None,

@@ -59,27 +59,36 @@ def effective_contour_recall(
         raise ValueError(f"tolerance must be an integer >= 1, got {tolerance!r}")
     t = int(tolerance)
     h, w = gt.shape
+    image_inner = (slice(t, h - t), slice(t, w - t))  # the image without its border band
 
-    # Everything lives in frames with a zero ring of width _PAD around the image.
-    shape = (h + 2 * _PAD, w + 2 * _PAD)
-    inner = (slice(_PAD + t, _PAD + h - t), slice(_PAD + t, _PAD + w - t))
-    gt_frame = np.zeros(shape, dtype=np.uint8)
-    np.not_equal(gt[t : h - t, t : w - t], 0, out=gt_frame.view(bool)[inner])
-    n_gt = cv2.countNonZero(gt_frame)
+    # GT outside the band, as uint8 0/1 (a view when it is bool already).
+    gt_inner = gt[image_inner]
+    if gt_inner.size == 0:
+        return -1, -1.0
+    gt_inner = (gt_inner if gt.dtype == np.bool_ else gt_inner != 0).view(np.uint8)
+    n_gt = cv2.countNonZero(gt_inner)
     if n_gt == 0:
         return -1, -1.0
 
-    # The prediction with the border band on, thinned in place to its skeleton.
-    frame = np.zeros(shape, dtype=np.uint8)
-    frame[_PAD:-_PAD, _PAD:-_PAD] = 1
-    np.not_equal(pred[t : h - t, t : w - t], 0, out=frame.view(bool)[inner])
+    # The prediction with the border band on, in a frame with a zero ring of width _PAD,
+    # thinned in place to its skeleton.
+    frame = np.zeros((h + 2 * _PAD, w + 2 * _PAD), dtype=np.uint8)
+    inner = (slice(_PAD + t, _PAD + h - t), slice(_PAD + t, _PAD + w - t))
+    frame[_PAD : _PAD + t, _PAD:-_PAD] = 1
+    frame[-_PAD - t : -_PAD, _PAD:-_PAD] = 1
+    frame[_PAD + t : -_PAD - t, _PAD : _PAD + t] = 1
+    frame[_PAD + t : -_PAD - t, -_PAD - t : -_PAD] = 1
+    if pred.dtype == np.bool_:  # a plain copy: 6x faster than comparing
+        np.copyto(frame[inner], pred[image_inner].view(np.uint8))
+    else:
+        np.not_equal(pred[image_inner], 0, out=frame.view(bool)[inner])
     thin_inplace(frame)
 
     # Tokens: the ring is passed as background so that labels live in the same padded frame;
     # it adds no component and splits none, so the count equals the unpadded call's.
-    tokens_in = np.ascontiguousarray(1 - frame)
+    tokens_in = np.subtract(np.uint8(1), frame)
     _clear_ring(tokens_in, 0)
-    num_labels, labels = cv2.connectedComponents(tokens_in, connectivity=4)
+    num_labels, labels = _token_labels(tokens_in)
     _clear_ring(labels, -1)  # -1 = outside the image
 
     effective = np.zeros_like(frame)
@@ -89,9 +98,26 @@ def effective_contour_recall(
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
     # Dilating the padded frame equals dilating the image: the ring is 0 and cv2 pads with -inf.
     dilated = cv2.dilate(effective, kernel, iterations=1)
-    hits = cv2.countNonZero(cv2.bitwise_and(gt_frame, dilated))
+    hits = cv2.countNonZero(cv2.bitwise_and(gt_inner, dilated[inner]))
     recall = np.float64(hits) / np.float64(n_gt)  # the seed divides two numpy integer sums
     return num_labels - 1, float(recall)
+
+
+def _token_labels(tokens_in: npt.NDArray[np.uint8]) -> tuple[int, npt.NDArray[np.signedinteger]]:
+    """cv2 4-connected labels of the nonzero pixels: (number of labels incl. 0, labels).
+
+    16-bit labels (a fifth faster), read as int16, when there are at most 32767 of them; else
+    (cv2 refuses to overflow 16 bits) 32-bit ones. Same labelling either way.
+    """
+    import cv2
+
+    try:
+        num_labels, labels = cv2.connectedComponents(tokens_in, connectivity=4, ltype=cv2.CV_16U)
+    except cv2.error:
+        num_labels = None
+    if num_labels is not None and num_labels <= np.iinfo(np.int16).max:
+        return num_labels, labels.view(np.int16)
+    return cv2.connectedComponents(tokens_in, connectivity=4, ltype=cv2.CV_32S)
 
 
 def effective_contour(labels: npt.NDArray[np.integer]) -> npt.NDArray[np.bool_]:
@@ -161,7 +187,7 @@ def _clear_ring(a: np.ndarray, value: int) -> None:
 
 
 def _skeleton_contour_at(
-    labels: npt.NDArray[np.int32], idx: npt.NDArray[np.intp]
+    labels: npt.NDArray[np.signedinteger], idx: npt.NDArray[np.intp]
 ) -> npt.NDArray[np.bool_]:
     """`_contour_at` for skeleton pixels of a token label image (tokens = the 4-connected
     components of the non-zero pixels, so two different tokens are never 4-adjacent).

@@ -152,3 +152,21 @@ def test_aggregate() -> None:
     assert math.isnan(empty["mean_recall"]) and math.isnan(empty["mean_num_tokens"])
     assert (empty["num_images"], empty["num_skipped"]) == (0, 1)
     assert aggregate(iter([(3, 0.25)]))["mean_recall"] == 0.25
+
+
+def test_token_labels_16_and_32_bit() -> None:
+    # Up to 32767 labels: 16-bit labels read as int16; beyond: 32-bit. Same labelling as cv2's
+    # 32-bit call either way.
+    import cv2
+
+    from directsam.metrics.contour_recall import _token_labels
+
+    for step, expected_dtype in ((3, np.int16), (2, np.int32)):
+        tokens_in = np.zeros((404, 404), dtype=np.uint8)
+        tokens_in[2:-2:step, 2:-2:step] = 1  # isolated pixels: 18225 or 40000 components
+        tokens_in[100:200, 100:300] = 1  # and one large one
+        num_labels, labels = _token_labels(tokens_in)
+        expected_num, expected = cv2.connectedComponents(tokens_in, connectivity=4)
+        assert num_labels == expected_num and (num_labels > 32767) == (step == 2)
+        assert labels.dtype == expected_dtype
+        np.testing.assert_array_equal(labels, expected)

@@ -96,3 +96,34 @@ def test_known_result_and_input_untouched() -> None:
 def test_rejects_non_2d() -> None:
     with pytest.raises(ValueError, match="2-D"):
         skeletonize(np.zeros((2, 3, 4), dtype=bool))
+
+
+def test_removal_formulas_equal_the_tables() -> None:
+    # The bit-packed subiterations evaluate _REMOVE_TERMS (after sharing sub-products) instead
+    # of looking codes up: both must say "remove" for exactly the same 256 neighbourhood codes.
+    for parity in (0, 1):
+        pairs, terms = skeleton_mod._program(parity)
+        for code in range(256):
+            values = [(code >> k) & 1 for k in range(8)]
+            values += [1 - v for v in values]
+            for a, b in pairs:
+                values.append(values[a] & values[b])
+            remove = any(all(values[lit] for lit in term) for term in terms)
+            assert remove == bool(skeleton_mod._REMOVE[parity][code]), (parity, code)
+
+
+@pytest.mark.parametrize("width", [62, 63, 64, 65, 126, 127, 128, 129, 190, 191, 192])
+def test_widths_around_word_boundaries(width: int) -> None:
+    # 64 pixels per packed word: carries between words and across row ends, and rows that end
+    # exactly on a word boundary; dense to the end so that only the packed path runs.
+    rng = np.random.default_rng(width)
+    for image in (
+        rng.random((23, width)) < 0.6,
+        labels_to_boundary(voronoi_labels(37, width, 9, rng), 3),
+        np.ones((9, width), dtype=bool),
+    ):
+        frame = np.zeros((image.shape[0] + 2, width + 2), dtype=np.uint8)
+        frame[1:-1, 1:-1] = image
+        skeleton_mod.thin_inplace(frame, dense_fraction=0.0)
+        np.testing.assert_array_equal(frame[1:-1, 1:-1].astype(bool), skimage_skeletonize(image))
+        np.testing.assert_array_equal(skeletonize(image), skimage_skeletonize(image))

@@ -108,6 +108,8 @@ def serial_loop(args: argparse.Namespace, sample: Path, out: Path) -> dict[str, 
     )
     device = predictor.device
     paths = sorted(sample.glob("sa_*/sa_*.jpg"))
+    if args.serial_images:
+        paths = paths[: args.serial_images]
     out.mkdir(parents=True, exist_ok=True)
 
     def one(path: Path) -> None:
@@ -200,6 +202,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=(480, 640),
         metavar=("H", "W"),
         help="generated image size (default 480 640; SA-1B is ~1500 2250)",
+    )
+    p.add_argument(
+        "--serial-images",
+        type=int,
+        default=None,
+        help="images of the serial loop (default: the whole sample)",
     )
     p.add_argument("--gpu-actors", type=int, default=1, help="model actors (default 1)")
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPU model actors (1)")

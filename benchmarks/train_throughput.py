@@ -102,8 +102,11 @@ def ray_loop(args: argparse.Namespace, work: Path) -> dict[str, float]:
     from directsam.training.config import PretrainConfig
     from directsam.training.trainer import run_training
 
-    data = make_sample(work / "sample", num_images=args.num_images, seed=0, kind="sa1b",
-                       height=args.sample_hw[0], width=args.sample_hw[1])  # fmt: skip
+    if args.data:  # an existing SA-1B-format sample (e.g. shared with other benchmarks)
+        data = Path(args.data)
+    else:
+        data = make_sample(work / "sample", num_images=args.num_images, seed=0, kind="sa1b",
+                           height=args.sample_hw[0], width=args.sample_hw[1])  # fmt: skip
     total = args.warmup + args.steps
     precision = args.precision
     cfg = load_config(
@@ -139,7 +142,7 @@ def ray_loop(args: argparse.Namespace, work: Path) -> dict[str, float]:
         "images_per_s": float(m["steady_images_per_s"]),
         "steps": int(m["step"]),
         "fit_wall_s": wall,
-        "sample_images": args.num_images,
+        "sample_images": len(list(data.glob("sa_*/sa_*.jpg"))) if args.data else args.num_images,
     }
 
 
@@ -185,7 +188,7 @@ def target_cost(args: argparse.Namespace, work: Path) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--init", default="scratch:b0")
@@ -202,6 +205,12 @@ def main() -> None:
         help="sample size for the Ray run (default: one pass of warmup + steps)",
     )
     p.add_argument("--sample-hw", type=int, nargs=2, default=[384, 512], metavar=("H", "W"))
+    p.add_argument(
+        "--data",
+        default=None,
+        help="existing SA-1B-format sample for the Ray run (default: generate one of "
+        "--num-images images of --sample-hw)",
+    )
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--target-resolution", type=int, default=1024)
     p.add_argument("--target-hw", type=int, nargs=2, default=[1500, 2250], metavar=("H", "W"))
@@ -210,7 +219,7 @@ def main() -> None:
     p.add_argument("--target-repeats", type=int, default=2)
     p.add_argument("--skip-ray", action="store_true", help="only the bare loop and target cost")
     p.add_argument("--output", default=None, help="also write the JSON line here")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if not args.num_images:
         # One pass: the last 1% of the sample is held out, so add a few spare images.
         args.num_images = (args.warmup + args.steps) * args.batch_size + 2

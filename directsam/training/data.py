@@ -66,11 +66,15 @@ def _split_filter(batch: dict[str, np.ndarray], val_keys: set, want_val: bool) -
     return {k: v[keep] for k, v in batch.items()}
 
 
-def shard_val_keys(shards: str, checkpoint: str | None) -> set[tuple[str, str]]:
+def shard_val_keys(
+    shards: str, checkpoint: str | None, good_only: bool = False
+) -> set[tuple[str, str]]:
     """``(dataset, image_id)`` of the held-out rows of labeled shards.
 
     Per generation (one per dataset), the last ``ceil(1%)`` of all rows in sorted-id order,
     the split ``read_source("shards", ..., split="val")`` uses; only the id columns are read.
+    Failed rows count for the split (so it equals the evaluation split) but never train;
+    ``good_only`` keeps only the held-out keys whose row is good, for counting.
     """
     import pyarrow.parquet as pq
 
@@ -83,11 +87,19 @@ def shard_val_keys(shards: str, checkpoint: str | None) -> set[tuple[str, str]]:
         rows: list[tuple[str, str]] = []
         for uri in layout.part_files(gen):
             filesystem, path, _ = fs.resolve(uri)
-            table = pq.read_table(path, columns=[IMAGE_ID, DATASET], filesystem=filesystem)
-            rows.extend(zip(table[DATASET].to_pylist(), table[IMAGE_ID].to_pylist()))
+            table = pq.read_table(path, columns=[IMAGE_ID, DATASET, ERROR], filesystem=filesystem)
+            rows.extend(
+                zip(
+                    table[DATASET].to_pylist(),
+                    table[IMAGE_ID].to_pylist(),
+                    table[ERROR].to_pylist(),
+                )
+            )
         rows.sort(key=lambda r: r[1])
         n_val = math.ceil(len(rows) * VAL_FRACTION)
-        keys.update((str(d), str(i)) for d, i in rows[len(rows) - n_val :])
+        keys.update(
+            (str(d), str(i)) for d, i, err in rows[len(rows) - n_val :] if not (good_only and err)
+        )
     return keys
 
 
@@ -151,7 +163,7 @@ def count_train_images(cfg: TrainConfig) -> int:
         from directsam.labeling.merged import merged_label_counts
 
         good = merged_label_counts(d.input, d.labels_checkpoint)["num_good"]
-        n = good - len(shard_val_keys(d.input, d.labels_checkpoint))
+        n = good - len(shard_val_keys(d.input, d.labels_checkpoint, good_only=True))
         return max(0, min(n, d.num_samples or n))
     from directsam.data.sources import list_source
 

@@ -130,16 +130,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     from directsam.config import ConfigError
+    from directsam.inference.predict_cli import token_flag_problems
 
-    problems = []
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        problems.append(f"--threshold must be in (0, 1), got {args.threshold}")
-    if args.resolution is not None and args.resolution < 32:
-        problems.append(f"--resolution must be >= 32, got {args.resolution}")
-    if args.max_tokens is not None and args.max_tokens < 1:
-        problems.append(f"--max-tokens must be >= 1, got {args.max_tokens}")
-    if args.min_area is not None and args.min_area < 0:
-        problems.append(f"--min-area must be >= 0, got {args.min_area}")
+    problems = token_flag_problems(args)
     if args.batch_size < 1 or args.actors < 1:
         problems.append("--batch-size and --actors must be >= 1")
     if problems:

@@ -88,19 +88,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check_args(args: argparse.Namespace) -> None:
     from directsam.config import ConfigError
 
+    problems = token_flag_problems(args)
+    if args.pyramid < 0:
+        problems.append(f"--pyramid must be >= 0 layers, got {args.pyramid}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def token_flag_problems(args: argparse.Namespace) -> list[str]:
+    """Messages for bad ``--threshold/--resolution/--max-tokens/--min-area`` values (shared
+    by every command that turns images into tokens)."""
     problems = []
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         problems.append(f"--threshold must be in (0, 1), got {args.threshold}")
     if args.resolution is not None and args.resolution < 32:
         problems.append(f"--resolution must be >= 32, got {args.resolution}")
-    if args.pyramid < 0:
-        problems.append(f"--pyramid must be >= 0 layers, got {args.pyramid}")
     if args.max_tokens is not None and args.max_tokens < 1:
         problems.append(f"--max-tokens must be >= 1, got {args.max_tokens}")
     if args.min_area is not None and args.min_area < 0:
         problems.append(f"--min-area must be >= 0, got {args.min_area}")
-    if problems:
-        raise ConfigError("; ".join(problems))
+    return problems
 
 
 def token_palette(num_tokens: int, seed: int = 0) -> np.ndarray:

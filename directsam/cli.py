@@ -18,7 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "directsam.inference.predict_cli",  # predict
     "directsam.fetch.cli",  # fetch-sa1b, fetch
     "directsam.labeling.cli",  # label
-    "directsam.training.cli",  # pretrain, self-train, prepare-targets
+    "directsam.training.cli",  # pretrain, self-train
     "directsam.evaluation.cli",  # evaluate, sweep, compare
     "directsam.delivery.cli",  # segment, export
     "directsam.submit",  # submit

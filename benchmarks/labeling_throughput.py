@@ -45,13 +45,11 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def model_only(args: argparse.Namespace) -> dict[str, Any]:
-    """img/s of forward + upsample + sigmoid + threshold on device-resident random pixels."""
-    import torch
-
+def _predictor(args: argparse.Namespace) -> Any:
+    """The model path all three measurements share (same spec, device, dtype, compile, layout)."""
     from directsam.inference.predictor import BoundaryPredictor
 
-    predictor = BoundaryPredictor(
+    return BoundaryPredictor(
         args.checkpoint,
         device=args.device,
         dtype=args.dtype,
@@ -59,6 +57,13 @@ def model_only(args: argparse.Namespace) -> dict[str, Any]:
         compile=args.compile,
         channels_last=not args.no_channels_last,
     )
+
+
+def model_only(args: argparse.Namespace) -> dict[str, Any]:
+    """img/s of forward + upsample + sigmoid + threshold on device-resident random pixels."""
+    import torch
+
+    predictor = _predictor(args)
     device = predictor.device
     gen = torch.Generator().manual_seed(0)
     pixels = torch.randn(args.batch, 3, args.resolution, args.resolution, generator=gen)
@@ -95,17 +100,9 @@ def serial_loop(args: argparse.Namespace, sample: Path, out: Path) -> dict[str, 
     from directsam.data.boundary import masks_to_boundary
     from directsam.data.rle import mask_to_rle
     from directsam.data.sa1b import parse_sa1b_annotation
-    from directsam.inference.predictor import BoundaryPredictor
     from directsam.inference.preprocess import preprocess_images
 
-    predictor = BoundaryPredictor(
-        args.checkpoint,
-        device=args.device,
-        dtype=args.dtype,
-        resolution=args.resolution,
-        compile=args.compile,
-        channels_last=not args.no_channels_last,
-    )
+    predictor = _predictor(args)
     device = predictor.device
     paths = sorted(sample.glob("sa_*/sa_*.jpg"))
     if args.serial_images:

@@ -38,12 +38,14 @@ def reference_records(labels: np.ndarray, probs: np.ndarray) -> list[dict]:
     from scipy import ndimage
 
     from directsam.data.rle import mask_to_rle
+    from directsam.inference.tokens import TOKEN_CONNECTIVITY, neighbourhood
 
+    near = neighbourhood(TOKEN_CONNECTIVITY)
     out = []
     for k in range(1, int(labels.max()) + 1):
         mask = labels == k
         ys, xs = np.nonzero(mask)
-        ring = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool)) & (labels == 0)
+        ring = ndimage.binary_dilation(mask, structure=near) & (labels == 0)
         dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
         y, x = np.unravel_index(np.argmax(dist), dist.shape)
         out.append(
@@ -66,8 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from directsam.data.rle import mask_to_rle
-    from directsam.delivery.tokens import labels_to_records, labels_to_rles
-    from directsam.inference.tokens import probs_to_tokens
+    from directsam.inference.tokens import labels_to_records, labels_to_rles, probs_to_tokens
 
     probs = synthetic_probs(args.size, args.tokens)
     labels, n = probs_to_tokens(probs, 0.5)

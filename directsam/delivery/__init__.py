@@ -16,8 +16,8 @@ from typing import Any
 
 _EXPORTS = {
     "tokenize": "directsam.delivery.tokens",
-    "labels_to_records": "directsam.delivery.tokens",
-    "labels_to_rles": "directsam.delivery.tokens",
+    "labels_to_records": "directsam.inference.tokens",
+    "labels_to_rles": "directsam.inference.tokens",
     "TokenizeStage": "directsam.delivery.stage",
     "sa1b_document": "directsam.delivery.sa1b_json",
     "write_sa1b": "directsam.delivery.sa1b_json",

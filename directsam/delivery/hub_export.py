@@ -16,9 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from directsam.delivery.sa1b_json import write_atomic
+from directsam.metrics import table
 
 DEFAULT_RESOLUTION = 1024
 DEFAULT_THRESHOLD = 0.5
+# Metric columns of the model card's evaluation table (names and decimals from the table).
+CARD_COLUMNS = (
+    (table.MEAN_NUM_TOKENS, "mean tokens"),
+    (table.MEAN_RECALL, "mean contour recall"),
+    (table.MEAN_PRECISION, "mean precision"),
+    (table.MEAN_F1, "mean F1"),
+    (table.NUM_IMAGES, "images"),
+)
 
 SA1B_NOTE = (
     "SA-1B (Meta AI, https://ai.meta.com/datasets/segment-anything/) is released under the "
@@ -37,7 +46,6 @@ def _eval_rows(
 
     from directsam.evaluation.report import (
         KIND_TRIAL,
-        METRICS,
         PARAM_NAMES,
         TAG_CHECKPOINT,
         TAG_CHECKPOINT_SHA,
@@ -56,7 +64,7 @@ def _eval_rows(
     rows = []
     for run in mine:
         row: dict[str, Any] = {k: run.data.params.get(k) for k in PARAM_NAMES}
-        row.update({k: run.data.metrics.get(k) for k in METRICS})
+        row.update({k: run.data.metrics.get(k) for k in table.NAMES})
         if row["threshold"] is not None:
             rows.append(row)
     return sort_rows(rows)
@@ -70,18 +78,13 @@ def eval_table(rows: list[dict[str, Any]]) -> str:
     def num(v: Any, digits: int) -> str:
         return "-" if v is None else f"{float(v):.{digits}f}"
 
-    lines = [
-        "| dataset | resolution | tolerance | threshold | mean tokens | mean contour recall "
-        "| mean precision | mean F1 | images |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    heads = ["dataset", "resolution", "tolerance", "threshold", *(h for _, h in CARD_COLUMNS)]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
-        lines.append(
-            f"| {r['dataset']} | {r['resolution']} | {r['tolerance']} | {float(r['threshold']):g} "
-            f"| {num(r.get('mean_num_tokens'), 1)} | {num(r.get('mean_recall'), 4)} "
-            f"| {num(r.get('mean_precision'), 4)} | {num(r.get('mean_f1'), 4)} "
-            f"| {num(r.get('num_images'), 0)} |"
-        )
+        cells = [str(r["dataset"]), str(r["resolution"]), str(r["tolerance"])]
+        cells.append(f"{float(r['threshold']):g}")
+        cells += [num(r.get(m.name), m.digits) for m, _ in CARD_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from directsam.evaluation import report
+from directsam.metrics import table
 
 CURVE_KEYS = ("checkpoint", "dataset", "resolution", "tolerance")
 
@@ -53,7 +54,7 @@ def load_trial_rows(experiment: str, tracking_uri: str) -> list[dict[str, Any]]:
 
 def _run_row(run: Any) -> dict[str, Any] | None:
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-    if any(k not in params for k in report.PARAM_NAMES) or "mean_recall" not in metrics:
+    if any(k not in params for k in report.PARAM_NAMES) or table.MEAN_RECALL.name not in metrics:
         return None
     row: dict[str, Any] = {
         "checkpoint": params["checkpoint"],
@@ -65,7 +66,7 @@ def _run_row(run: Any) -> dict[str, Any] | None:
         "start_time": int(run.info.start_time or 0),
         "run_id": run.info.run_id,
     }
-    for name in report.METRICS:
+    for name in table.NAMES:
         row[name] = float(metrics.get(name, math.nan))
     return row
 

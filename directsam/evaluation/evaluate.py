@@ -20,19 +20,9 @@ from directsam import schema
 from directsam.config import ConfigError
 from directsam.evaluation import cache as cache_mod
 from directsam.evaluation.config import EvalConfig
+from directsam.metrics import table
 
 logger = logging.getLogger(__name__)
-
-METRIC_NAMES = (
-    "mean_recall",
-    "mean_num_tokens",
-    "num_images",
-    "num_skipped",
-    "num_failed",
-    "mean_precision",
-    "mean_boundary_recall",
-    "mean_f1",
-)
 
 
 # ----------------------------------------------------------------------------- model stage
@@ -264,7 +254,9 @@ def build_cache(cfg: EvalConfig, force: bool = False) -> CacheResult:
 def score_image(
     gt: np.ndarray, probs_u8: np.ndarray, threshold: float, tolerance: int
 ) -> dict[str, float] | None:
-    """Metrics of one image; None when it is skipped (GT empty after the border band).
+    """Per-image values of one image (keyed by the table's ``per_image`` names: ``num_tokens,
+    recall, precision, boundary_recall, f1``); None when it is skipped (GT empty after the border
+    band).
 
     Args:
         gt: bool RxR GT boundary.
@@ -277,61 +269,44 @@ def score_image(
     if num_tokens < 0:
         return None
     precision, b_recall, f1 = boundary_prf(gt, pred, tolerance)
-    return {
-        "num_tokens": float(num_tokens),
-        "recall": float(recall),
-        "precision": float(precision),
-        "boundary_recall": float(b_recall),
-        "f1": float(f1),
+    values = {
+        table.MEAN_NUM_TOKENS: num_tokens,
+        table.MEAN_RECALL: recall,
+        table.MEAN_PRECISION: precision,
+        table.MEAN_BOUNDARY_RECALL: b_recall,
+        table.MEAN_F1: f1,
     }
+    return {m.per_image: float(v) for m, v in values.items()}
 
 
 def score_images(location: str, threshold: float, tolerance: int) -> list[dict[str, Any]]:
     """Per-image results of a cache, sorted by image id.
 
-    Each dict has ``image_id`` and ``status`` (``scored`` | ``skipped`` | ``failed``); scored
-    rows add ``num_tokens, recall, precision, boundary_recall, f1``.
+    Each dict has ``image_id`` and ``status`` (``scored`` | ``skipped`` | ``failed``, see
+    :mod:`directsam.metrics.table`); scored rows add :func:`score_image`'s values.
     """
     rows: list[dict[str, Any]] = []
     for item in cache_mod.iter_cache(location):
         if item.error is not None or item.probs_u8 is None:
-            rows.append({"image_id": item.image_id, "status": "failed", "error": item.error})
+            rows.append(
+                {"image_id": item.image_id, table.STATUS: table.FAILED, "error": item.error}
+            )
             continue
         result = (
             None if item.gt is None else score_image(item.gt, item.probs_u8, threshold, tolerance)
         )
-        status = "skipped" if result is None else "scored"
-        rows.append({"image_id": item.image_id, "status": status, **(result or {})})
+        status = table.SKIPPED if result is None else table.SCORED
+        rows.append({"image_id": item.image_id, table.STATUS: status, **(result or {})})
     rows.sort(key=lambda r: r["image_id"])
     return rows
-
-
-def aggregate_images(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Means over scored images (NaN when none) and image counts, keyed by ``METRIC_NAMES``."""
-    scored = [r for r in rows if r["status"] == "scored"]
-
-    def mean(key: str) -> float:
-        return float(np.mean([r[key] for r in scored])) if scored else float("nan")
-
-    return {
-        "mean_recall": mean("recall"),
-        "mean_num_tokens": mean("num_tokens"),
-        "num_images": float(len(scored)),
-        "num_skipped": float(sum(r["status"] == "skipped" for r in rows)),
-        "num_failed": float(sum(r["status"] == "failed" for r in rows)),
-        "mean_precision": mean("precision"),
-        "mean_boundary_recall": mean("boundary_recall"),
-        "mean_f1": mean("f1"),
-    }
 
 
 def score_cache(cache_path: str, threshold: float, tolerance: int) -> dict[str, float]:
     """The evaluation metrics of a committed cache at one threshold and tolerance (CPU only).
 
     Returns:
-        ``mean_recall`` (effective contour recall), ``mean_num_tokens``, ``num_images`` (scored),
-        ``num_skipped`` (no GT left after the border band, or no annotation), ``num_failed``
-        (unreadable / model errors), ``mean_precision``, ``mean_boundary_recall``, ``mean_f1``
-        (boundary P/R/F1 at ``tolerance``); means are over scored images, NaN when none.
+        ``{name: float}`` for every metric of :data:`directsam.metrics.table.METRICS` (effective
+        contour recall and tokens, image counts, boundary P/R/F1 at ``tolerance``); means are
+        over scored images, NaN when none.
     """
-    return aggregate_images(score_images(cache_path, threshold, tolerance))
+    return table.aggregate(score_images(cache_path, threshold, tolerance), table.METRICS)

@@ -2,7 +2,7 @@
 
 Panel: input | predicted boundary (probs >= threshold) | effective contour with its token count
 | GT matched (green) and missing (red) within the tolerance | GT boundary. The intermediate maps
-follow the definition in ``directsam.metrics.contour_recall`` step by step, so the panel's token
+come from the metric itself (``directsam.metrics.contour_recall_maps``), so the panel's token
 count and matched fraction are the image's metric values.
 """
 
@@ -27,32 +27,18 @@ def panel_maps(
     the border band on), ``matched`` / ``missing`` (GT outside the band that the dilated contour
     covers / misses), ``gt``, ``num_tokens`` (int), ``recall`` (float, NaN when GT is empty).
     """
-    import cv2
+    from directsam.metrics import contour_recall_maps
 
-    from directsam.metrics import effective_contour, skeletonize
-
-    t = int(tolerance)
-    h, w = gt.shape
     pred = cache_mod.quantized_to_boundary(probs_u8, threshold)
-    banded = np.ones((h, w), dtype=bool)
-    banded[t : h - t, t : w - t] = pred[t : h - t, t : w - t]
-    gt_in = np.zeros((h, w), dtype=bool)
-    gt_in[t : h - t, t : w - t] = gt[t : h - t, t : w - t]
-    skeleton = skeletonize(banded)
-    num_labels, labels = cv2.connectedComponents((~skeleton).astype(np.uint8), connectivity=4)
-    contour = effective_contour(labels)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
-    covered = cv2.dilate(contour.astype(np.uint8), kernel, iterations=1).astype(bool)
-    matched = gt_in & covered
-    n_gt = int(gt_in.sum())
+    maps = contour_recall_maps(gt, pred, tolerance)
     return {
         "pred": pred,
-        "contour": contour,
-        "matched": matched,
-        "missing": gt_in & ~covered,
+        "contour": maps.contour,
+        "matched": maps.gt_inner & maps.covered,
+        "missing": maps.gt_inner & ~maps.covered,
         "gt": gt.astype(bool),
-        "num_tokens": int(num_labels - 1),
-        "recall": float(matched.sum() / n_gt) if n_gt else float("nan"),
+        "num_tokens": maps.num_tokens,
+        "recall": maps.recall,
     }
 
 

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from directsam.metrics import table
+
 TAG_KIND = "directsam.kind"
 TAG_SWEEP = "directsam.sweep_id"
 TAG_CHECKPOINT = "directsam.checkpoint"
@@ -28,17 +30,16 @@ KIND_TRIAL = "trial"
 KIND_SUMMARY = "summary"
 
 PARAM_NAMES = ("checkpoint", "dataset", "resolution", "threshold", "tolerance")
-METRICS = (
-    "mean_recall",
-    "mean_num_tokens",
-    "num_images",
-    "num_skipped",
-    "num_failed",
-    "mean_precision",
-    "mean_boundary_recall",
-    "mean_f1",
+RESULT_COLUMNS = (*PARAM_NAMES, *table.NAMES)
+# Metric columns of the printed table: metric (name, decimals), header, width.
+TABLE_COLUMNS = (
+    (table.MEAN_NUM_TOKENS, "tokens", 9),
+    (table.MEAN_RECALL, "recall", 7),
+    (table.MEAN_PRECISION, "precision", 9),
+    (table.MEAN_F1, "f1", 6),
+    (table.NUM_IMAGES, "images", 6),
+    (table.NUM_SKIPPED, "skipped", 7),
 )
-RESULT_COLUMNS = (*PARAM_NAMES, *METRICS)
 PLOT_FILE = "recall_vs_tokens.png"
 CSV_FILE = "results.csv"
 PANELS_DIR = "panels"
@@ -109,11 +110,9 @@ def curves_by(
 def draw_curves(ax: Any, curves: dict[str, list[dict[str, Any]]], title: str = "") -> None:
     """Draw one line per curve on a matplotlib ``ax``: x = mean tokens, y = mean effective
     contour recall, each point annotated with its threshold."""
+    x, y = table.MEAN_NUM_TOKENS.name, table.MEAN_RECALL.name
     for label, rows in curves.items():
-        pts = [
-            (float(r["mean_num_tokens"]), float(r["mean_recall"]), float(r["threshold"]))
-            for r in rows
-        ]
+        pts = [(float(r[x]), float(r[y]), float(r["threshold"])) for r in rows]
         pts = [p for p in pts if not (math.isnan(p[0]) or math.isnan(p[1]))]
         if not pts:
             continue
@@ -163,15 +162,11 @@ def varying_keys(rows: Sequence[dict[str, Any]], candidates: Sequence[str]) -> l
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """Plain-text table ``threshold / tokens / recall`` (+ precision, F1, images, skipped)."""
-    header = f"{'threshold':>9}  {'tokens':>9}  {'recall':>7}  {'precision':>9}  {'f1':>6}  {'images':>6}  {'skipped':>7}"
-    lines = [header]
+    header = [f"{'threshold':>9}", *(f"{head:>{w}}" for _, head, w in TABLE_COLUMNS)]
+    lines = ["  ".join(header)]
     for r in sorted(rows, key=lambda r: float(r["threshold"])):
-        lines.append(
-            f"{float(r['threshold']):>9.3g}  {_num(r.get('mean_num_tokens'), 9, 1)}  "
-            f"{_num(r.get('mean_recall'), 7, 4)}  {_num(r.get('mean_precision'), 9, 4)}  "
-            f"{_num(r.get('mean_f1'), 6, 4)}  {_num(r.get('num_images'), 6, 0)}  "
-            f"{_num(r.get('num_skipped'), 7, 0)}"
-        )
+        cells = [_num(r.get(m.name), w, m.digits) for m, _, w in TABLE_COLUMNS]
+        lines.append("  ".join([f"{float(r['threshold']):>9.3g}", *cells]))
     return "\n".join(lines)
 
 
@@ -184,7 +179,7 @@ def _num(value: Any, width: int, digits: int) -> str:
 def log_trial_runs(
     uri: str, experiment_id: str, rows: Sequence[dict[str, Any]], tags: dict[str, str]
 ) -> list[str]:
-    """One FINISHED MLflow run per result row (params ``PARAM_NAMES``, metrics ``METRICS``)."""
+    """One FINISHED MLflow run per result row (params ``PARAM_NAMES``, metrics ``table.NAMES``)."""
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
@@ -198,7 +193,9 @@ def log_trial_runs(
             run.info.run_id,
             params=[Param(k, str(row[k])) for k in PARAM_NAMES],
             metrics=[
-                Metric(k, float(row[k]), now, 0) for k in METRICS if not math.isnan(float(row[k]))
+                Metric(k, float(row[k]), now, 0)
+                for k in table.NAMES
+                if not math.isnan(float(row[k]))
             ],
             tags=[RunTag("mlflow.runName", name)],
         )

@@ -17,6 +17,7 @@ from typing import Any
 from directsam.evaluation import report
 from directsam.evaluation.config import EvalConfig, SweepConfig
 from directsam.evaluation.evaluate import CacheResult, build_cache, score_cache
+from directsam.metrics import table
 
 
 @dataclass
@@ -35,7 +36,7 @@ class SweepResult:
 
 
 def _score_trial(config: dict[str, Any], caches: dict[int, str]) -> None:
-    """Tune trainable: one grid point scored from the cache; reports ``report.METRICS``."""
+    """Tune trainable: one grid point scored from the cache; reports ``table.NAMES``."""
     from ray import tune
 
     metrics = score_cache(
@@ -51,7 +52,7 @@ def _trial_name(trial: Any) -> str:
 
 def trial_run_logger(tracking_uri: str, experiment_id: str, tags: dict[str, str]) -> Any:
     """A driver-side Tune ``LoggerCallback``: one MLflow run per trial (params ``PARAM_NAMES``,
-    metrics ``METRICS``), tagged with ``tags`` plus ``directsam.kind=trial``.
+    metrics ``table.NAMES``), tagged with ``tags`` plus ``directsam.kind=trial``.
 
     Replaces ``MLflowLoggerCallback``, which writes each param and each reported value (ours
     plus Tune's dozen bookkeeping fields) as its own store transaction, ~25 per trial; against
@@ -92,7 +93,7 @@ def trial_run_logger(tracking_uri: str, experiment_id: str, tags: dict[str, str]
             now = int(time.time() * 1000)
             metrics = [
                 Metric(k, float(result[k]), now, int(iteration))
-                for k in report.METRICS
+                for k in table.NAMES
                 if k in result and not math.isnan(float(result[k]))
             ]
             self._mlflow().log_batch(self._runs[trial.trial_id], metrics=metrics)
@@ -119,6 +120,20 @@ def _tracking(cfg: EvalConfig) -> tuple[str | None, str | None]:
     # Created up front with an explicit artifact location (MLflow would otherwise put artifacts
     # under ./mlruns of the driver's working directory).
     return uri, ensure_experiment(cfg.experiment, uri)
+
+
+def tune_config(max_concurrent_trials: int) -> Any:
+    """The sweep's ``tune.TuneConfig``: the table's objective as Tune's ``metric`` and ``mode``
+    (so ``ResultGrid.get_best_result()`` picks the best threshold), one trial per CPU slot."""
+    from ray import tune
+
+    return tune.TuneConfig(
+        metric=table.OBJECTIVE.name,
+        mode=table.OBJECTIVE.mode,
+        max_concurrent_trials=max_concurrent_trials,
+        reuse_actors=True,
+        trial_name_creator=_trial_name,
+    )
 
 
 def _grid_param(values: list[Any]) -> Any:
@@ -165,9 +180,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
             "checkpoint": cfg.checkpoint,
             "dataset": dataset,
         },
-        tune_config=tune.TuneConfig(
-            max_concurrent_trials=concurrency, reuse_actors=True, trial_name_creator=_trial_name
-        ),
+        tune_config=tune_config(concurrency),
         run_config=tune.RunConfig(
             name=sweep_id, storage_path=storage, callbacks=[logger] if logger else [], verbose=0
         ),
@@ -187,7 +200,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
                 "resolution": int(conf["resolution"]),
                 "threshold": float(conf["threshold"]),
                 "tolerance": int(conf["tolerance"]),
-                **{k: float(result.metrics[k]) for k in report.METRICS},
+                **{k: float(result.metrics[k]) for k in table.NAMES},
             }
         )
     out, summary_id = report.publish(

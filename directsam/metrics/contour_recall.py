@@ -5,7 +5,8 @@ per-token definition (tests/metrics/oracle.py), without the per-token loop:
 
 1. GT off and prediction on in the border band (outer `tolerance` pixels); empty GT -> skipped.
 2. skeleton = skimage skeletonize(pred) (our exact re-implementation, `skeleton.py`).
-3. tokens = 4-connected components of the non-skeleton pixels (cv2.connectedComponents).
+3. tokens = 4-connected (`SKELETON_TOKEN_CONNECTIVITY`) components of the non-skeleton pixels
+   (cv2.connectedComponents).
 4. effective contour = union over tokens k of D_k minus erode(D_k), D_k = dilate(token_k),
    both with cv2's 3x3 cross ("ellipse") and cv2's default borders.
 5. recall = |GT and dilate(contour, t x t ellipse)| / |GT|.
@@ -19,16 +20,25 @@ neighbour y of x has k in S(y) (cv2's erode counts outside pixels as set). So
 a test on the radius-2 diamond around x (13 pixels). It can only hold where some 4-neighbour
 has a positive label other than L(x); for skeleton tokens (4-connected components, so two
 different tokens are never 4-adjacent) that means skeleton pixels only.
+
+`contour_recall_maps` returns the intermediate maps of the same computation (what the
+evaluation panels draw), so a panel shows exactly the numbers the metric reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from directsam.metrics.skeleton import _flat_nonzero, thin_inplace
+
+SKELETON_TOKEN_CONNECTIVITY = 4
+"""The metric's tokens are the 4-connected components of the non-skeleton pixels (the seed's
+definition; DESIGN.md Conventions). `_skeleton_contour_at` relies on it: two different
+4-connected tokens are never 4-adjacent. Inference tokens are 8-connected
+(`directsam.inference.tokens.TOKEN_CONNECTIVITY`)."""
 
 _PAD = 2  # the diamond test reads two pixels beyond the image
 
@@ -45,19 +55,12 @@ def effective_contour_recall(
 
     Returns:
         (num_tokens, recall) with recall in [0, 1]; (-1, -1.0) when `gt` is empty once the
-        border band is removed (the image is skipped by `aggregate`).
+        border band is removed (the image is skipped by
+        `directsam.metrics.aggregate`).
     """
     import cv2
 
-    gt = np.asarray(gt)
-    pred = np.asarray(pred)
-    if gt.ndim != 2 or gt.shape != pred.shape:
-        raise ValueError(
-            f"gt and pred must be 2-D of the same shape, got {gt.shape} and {pred.shape}"
-        )
-    if isinstance(tolerance, bool) or int(tolerance) != tolerance or tolerance < 1:
-        raise ValueError(f"tolerance must be an integer >= 1, got {tolerance!r}")
-    t = int(tolerance)
+    gt, pred, t = _checked(gt, pred, tolerance)
     h, w = gt.shape
     image_inner = (slice(t, h - t), slice(t, w - t))  # the image without its border band
 
@@ -70,8 +73,86 @@ def effective_contour_recall(
     if n_gt == 0:
         return -1, -1.0
 
-    # The prediction with the border band on, in a frame with a zero ring of width _PAD,
-    # thinned in place to its skeleton.
+    frame = _skeleton_frame(pred, t)
+    num_tokens, effective = _tokens_and_contour(frame)
+    dilated = _cover(effective, t)
+    inner = (slice(_PAD + t, _PAD + h - t), slice(_PAD + t, _PAD + w - t))
+    hits = cv2.countNonZero(cv2.bitwise_and(gt_inner, dilated[inner]))
+    recall = np.float64(hits) / np.float64(n_gt)  # the seed divides two numpy integer sums
+    return num_tokens, float(recall)
+
+
+@dataclass(frozen=True)
+class ContourRecallMaps:
+    """The steps of `effective_contour_recall` for one image, as bool HxW maps.
+
+    `num_tokens` and `recall` are the metric's values; `recall` is NaN where the metric skips the
+    image (GT empty once the border band is removed), and `num_tokens` is counted regardless.
+    """
+
+    skeleton: npt.NDArray[np.bool_]
+    """Skeleton of the prediction with the border band set to boundary."""
+    contour: npt.NDArray[np.bool_]
+    """Effective contour of the skeleton's tokens."""
+    covered: npt.NDArray[np.bool_]
+    """The effective contour dilated by the t x t ellipse: where GT counts as recalled."""
+    gt_inner: npt.NDArray[np.bool_]
+    """GT with the border band zeroed: the pixels recall is measured on."""
+    num_tokens: int
+    recall: float
+
+
+def contour_recall_maps(
+    gt: npt.NDArray[np.bool_], pred: npt.NDArray[np.bool_], tolerance: int = 5
+) -> ContourRecallMaps:
+    """The intermediate maps of `effective_contour_recall(gt, pred, tolerance)`, same numbers.
+
+    Args: as `effective_contour_recall`.
+
+    Returns:
+        `ContourRecallMaps` (bool HxW maps, `num_tokens`, `recall`).
+    """
+    gt, pred, t = _checked(gt, pred, tolerance)
+    h, w = gt.shape
+    gt_inner = np.zeros((h, w), dtype=bool)
+    gt_inner[t : h - t, t : w - t] = gt[t : h - t, t : w - t] != 0
+    frame = _skeleton_frame(pred, t)
+    num_tokens, effective = _tokens_and_contour(frame)
+    covered = _cover(effective, t)
+    image = (slice(_PAD, _PAD + h), slice(_PAD, _PAD + w))
+    covered_image = covered[image].astype(bool)
+    n_gt = np.count_nonzero(gt_inner)
+    hits = np.count_nonzero(gt_inner & covered_image)
+    return ContourRecallMaps(
+        skeleton=frame[image].astype(bool),
+        contour=effective[image].astype(bool),
+        covered=covered_image,
+        gt_inner=gt_inner,
+        num_tokens=num_tokens,
+        recall=float(np.float64(hits) / np.float64(n_gt)) if n_gt else float("nan"),
+    )
+
+
+def _checked(
+    gt: npt.ArrayLike, pred: npt.ArrayLike, tolerance: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(gt, pred as arrays, tolerance as int), or ValueError naming what is wrong."""
+    gt = np.asarray(gt)
+    pred = np.asarray(pred)
+    if gt.ndim != 2 or gt.shape != pred.shape:
+        raise ValueError(
+            f"gt and pred must be 2-D of the same shape, got {gt.shape} and {pred.shape}"
+        )
+    if isinstance(tolerance, bool) or int(tolerance) != tolerance or tolerance < 1:
+        raise ValueError(f"tolerance must be an integer >= 1, got {tolerance!r}")
+    return gt, pred, int(tolerance)
+
+
+def _skeleton_frame(pred: np.ndarray, t: int) -> npt.NDArray[np.uint8]:
+    """Step 1-2: uint8 0/1 skeleton of `pred` with its border band (width t) on, in a frame with
+    a zero ring of width `_PAD` ((H + 2 _PAD) x (W + 2 _PAD))."""
+    h, w = pred.shape
+    image_inner = (slice(t, h - t), slice(t, w - t))
     frame = np.zeros((h + 2 * _PAD, w + 2 * _PAD), dtype=np.uint8)
     inner = (slice(_PAD + t, _PAD + h - t), slice(_PAD + t, _PAD + w - t))
     frame[_PAD : _PAD + t, _PAD:-_PAD] = 1
@@ -83,7 +164,12 @@ def effective_contour_recall(
     else:
         np.not_equal(pred[image_inner], 0, out=frame.view(bool)[inner])
     thin_inplace(frame)
+    return frame
 
+
+def _tokens_and_contour(frame: npt.NDArray[np.uint8]) -> tuple[int, npt.NDArray[np.uint8]]:
+    """Step 3-4 on a `_skeleton_frame`: (number of tokens, uint8 0/1 effective contour, same
+    padded frame)."""
     # Tokens: the ring is passed as background so that labels live in the same padded frame;
     # it adds no component and splits none, so the count equals the unpadded call's.
     tokens_in = np.subtract(np.uint8(1), frame)
@@ -94,17 +180,21 @@ def effective_contour_recall(
     effective = np.zeros_like(frame)
     skeleton_idx = _flat_nonzero(frame)
     effective.ravel()[skeleton_idx[_skeleton_contour_at(labels, skeleton_idx)]] = 1
+    return num_labels - 1, effective
+
+
+def _cover(effective: npt.NDArray[np.uint8], t: int) -> npt.NDArray[np.uint8]:
+    """Step 5's dilation: the padded effective contour dilated by the t x t ellipse."""
+    import cv2
 
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
     # Dilating the padded frame equals dilating the image: the ring is 0 and cv2 pads with -inf.
-    dilated = cv2.dilate(effective, kernel, iterations=1)
-    hits = cv2.countNonZero(cv2.bitwise_and(gt_inner, dilated[inner]))
-    recall = np.float64(hits) / np.float64(n_gt)  # the seed divides two numpy integer sums
-    return num_labels - 1, float(recall)
+    return cv2.dilate(effective, kernel, iterations=1)
 
 
 def _token_labels(tokens_in: npt.NDArray[np.uint8]) -> tuple[int, npt.NDArray[np.signedinteger]]:
-    """cv2 4-connected labels of the nonzero pixels: (number of labels incl. 0, labels).
+    """cv2 labels (`SKELETON_TOKEN_CONNECTIVITY`) of the nonzero pixels: (number of labels
+    incl. 0, labels).
 
     16-bit labels (a fifth faster), read as int16, when there are at most 32767 of them; else
     (cv2 refuses to overflow 16 bits) 32-bit ones. Same labelling either way.
@@ -112,12 +202,16 @@ def _token_labels(tokens_in: npt.NDArray[np.uint8]) -> tuple[int, npt.NDArray[np
     import cv2
 
     try:
-        num_labels, labels = cv2.connectedComponents(tokens_in, connectivity=4, ltype=cv2.CV_16U)
+        num_labels, labels = cv2.connectedComponents(
+            tokens_in, connectivity=SKELETON_TOKEN_CONNECTIVITY, ltype=cv2.CV_16U
+        )
     except cv2.error:
         num_labels = None
     if num_labels is not None and num_labels <= np.iinfo(np.int16).max:
         return num_labels, labels.view(np.int16)
-    return cv2.connectedComponents(tokens_in, connectivity=4, ltype=cv2.CV_32S)
+    return cv2.connectedComponents(
+        tokens_in, connectivity=SKELETON_TOKEN_CONNECTIVITY, ltype=cv2.CV_32S
+    )
 
 
 def effective_contour(labels: npt.NDArray[np.integer]) -> npt.NDArray[np.bool_]:
@@ -148,34 +242,6 @@ def effective_contour(labels: npt.NDArray[np.integer]) -> npt.NDArray[np.bool_]:
     out = np.zeros(padded.shape, dtype=bool)
     out.ravel()[idx[_contour_at(padded, idx)]] = True
     return out[_PAD:-_PAD, _PAD:-_PAD].copy()
-
-
-def aggregate(results: Iterable[tuple[int, float]]) -> dict[str, float | int]:
-    """Means over images of `effective_contour_recall` results; skipped images (-1) left out.
-
-    Args:
-        results: (num_tokens, recall) per image, as returned by `effective_contour_recall`.
-
-    Returns:
-        {"mean_recall", "mean_num_tokens"} (float; nan when no image counted),
-        {"num_images"} (images that entered the means), {"num_skipped"} (recall -1).
-    """
-    recalls: list[float] = []
-    tokens: list[int] = []
-    skipped = 0
-    for num_tokens, recall in results:
-        if recall < 0:
-            skipped += 1
-            continue
-        recalls.append(float(recall))
-        tokens.append(int(num_tokens))
-    n = len(recalls)
-    return {
-        "mean_recall": float(np.mean(recalls)) if n else float("nan"),
-        "mean_num_tokens": float(np.mean(tokens)) if n else float("nan"),
-        "num_images": n,
-        "num_skipped": skipped,
-    }
 
 
 def _clear_ring(a: np.ndarray, value: int) -> None:

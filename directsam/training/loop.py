@@ -141,6 +141,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         unwrap_model,
     )
     from directsam.training.track import open_tracker
+    from directsam.training.validation import LOGGED as VAL_LOGGED
     from directsam.training.validation import validate_model
 
     cfg, rt = rebuild_config(config)
@@ -262,9 +263,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                     channels_last=channels_last,
                 )
                 last.update(val)
-                tracker.log_metrics(
-                    {k: val[k] for k in ("val_mean_recall", "val_mean_num_tokens")}, step
-                )
+                tracker.log_metrics({k: val[k] for k in VAL_LOGGED}, step)
 
             if step % cfg.checkpoint.every_steps == 0 or final:
                 metrics = {**last, "step": step, "start_step": start_step}

@@ -12,12 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from directsam.metrics import table
+
 if TYPE_CHECKING:
     import torch
 
+LOGGED = tuple(table.validation_name(m) for m in table.VALIDATION_LOGGED)
+"""The validation metrics logged to MLflow at each validation step (``val_mean_recall``,
+``val_mean_num_tokens``)."""
+
 
 def summarize(per_image: list[tuple[int, float]]) -> dict[str, float]:
-    """The evaluation's aggregate with ``val_`` names.
+    """The evaluation's aggregate (``table.CONTOUR_METRICS``) with ``val_`` names.
 
     Args:
         per_image: ``(num_tokens, recall)`` per image as ``effective_contour_recall`` returns
@@ -27,9 +33,8 @@ def summarize(per_image: list[tuple[int, float]]) -> dict[str, float]:
         ``val_mean_recall``, ``val_mean_num_tokens`` (NaN when every image was skipped),
         ``val_num_images`` (counted) and ``val_num_skipped``, all floats.
     """
-    from directsam.metrics import aggregate
-
-    return {f"val_{k}": float(v) for k, v in aggregate(per_image).items()}
+    values = table.aggregate(per_image, table.CONTOUR_METRICS)
+    return {table.validation_name(m): values[m.name] for m in table.CONTOUR_METRICS}
 
 
 def probs_from_logits(logits: torch.Tensor, size: int) -> torch.Tensor:

@@ -11,13 +11,8 @@ from scipy import ndimage
 from directsam.data.rle import mask_to_rle, rle_to_mask
 from directsam.data.sa1b import parse_sa1b_annotation
 from directsam.delivery.stage import TokenizeStage
-from directsam.delivery.tokens import (
-    contour_confidence,
-    get_predictor,
-    labels_to_records,
-    labels_to_rles,
-    tokenize,
-)
+from directsam.delivery.tokens import get_predictor, tokenize
+from directsam.inference.tokens import contour_confidence, labels_to_records, labels_to_rles
 
 EIGHT = np.ones((3, 3), dtype=bool)
 

@@ -7,7 +7,10 @@ import pytest
 from scipy import ndimage
 
 from directsam.inference.tokens import (
+    TOKEN_CONNECTIVITY,
     labels_to_masks,
+    neighbour_offsets,
+    neighbourhood,
     probs_to_tokens,
     relabel_by_area,
     token_stats,
@@ -94,3 +97,26 @@ def test_relabel_by_area_drops_gaps_and_sorts():
     out, n = relabel_by_area(labels)
     assert n == 3
     assert out.tolist() == [[2, 2, 0], [1, 0, 3], [1, 1, 0]]
+
+
+def test_neighbourhoods_are_scipys_structures():
+    assert TOKEN_CONNECTIVITY == 8  # DESIGN.md Conventions: inference tokens are 8-connected
+    np.testing.assert_array_equal(neighbourhood(4), ndimage.generate_binary_structure(2, 1))
+    np.testing.assert_array_equal(neighbourhood(8), ndimage.generate_binary_structure(2, 2))
+    assert neighbour_offsets(4) == [(-1, 0), (0, -1), (0, 1), (1, 0)]
+    assert len(neighbour_offsets(8)) == 8 and (0, 0) not in neighbour_offsets(8)
+    with pytest.raises(ValueError, match="connectivity"):
+        neighbourhood(6)
+
+
+def test_one_token_module_owns_the_label_map_helpers():
+    import directsam.delivery
+    import directsam.delivery.tokens
+    import directsam.inference.tokens as owner
+
+    for name in ("labels_to_records", "labels_to_rles"):
+        assert getattr(directsam.delivery, name) is getattr(owner, name)
+        assert getattr(directsam.delivery.tokens, name) is getattr(owner, name)
+    assert directsam.delivery.tokens.probs_to_token_output is owner.probs_to_token_output
+    for name in ("contour_confidence", "inner_points_xy", "relabel_by_area", "token_stats"):
+        assert not hasattr(directsam.delivery.tokens, name)

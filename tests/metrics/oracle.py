@@ -12,6 +12,43 @@ import numpy as np
 from skimage.morphology import skeletonize
 
 
+def oracle_contour_maps(gt: np.ndarray, pred: np.ndarray, tolerance: int = 5) -> dict:
+    """Steps 1 and 3-6 of the definition, per-token loop, as maps.
+
+    Returns:
+        {"gt_inner": GT with the border band off, "skeleton", "contour" (effective contour),
+        "covered" (contour dilated by the t x t ellipse): bool HxW; "num_tokens": int}.
+    """
+    t = tolerance
+    gt = gt.astype(bool).copy()
+    pred = pred.astype(bool).copy()
+    # 1. border band: GT off, prediction on.
+    gt[:t, :] = gt[-t:, :] = gt[:, :t] = gt[:, -t:] = False
+    pred[:t, :] = pred[-t:, :] = pred[:, :t] = pred[:, -t:] = True
+    # 3. skeleton; 4. tokens = 4-connected components of the non-skeleton pixels.
+    skeleton = skeletonize(pred)
+    num_labels, label_map = cv2.connectedComponents(1 - skeleton.astype(np.uint8), connectivity=4)
+    # 5. effective contour = union over tokens of dilate(token) minus erode(dilate(token)).
+    effective = np.zeros(gt.shape, dtype=np.uint8)
+    kernel3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    for label_id in range(1, num_labels):
+        mask = (label_map == label_id).astype(np.uint8)
+        dilated = cv2.dilate(mask, kernel3, iterations=1)
+        eroded = cv2.erode(dilated, kernel3, iterations=1)
+        contour = dilated - eroded
+        effective[contour > 0] = 1
+    # 6. tolerance.
+    kernel_t = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
+    effective_dilated = cv2.dilate(effective, kernel_t, iterations=1)
+    return {
+        "gt_inner": gt,
+        "skeleton": skeleton.astype(bool),
+        "contour": effective.astype(bool),
+        "covered": effective_dilated.astype(bool),
+        "num_tokens": num_labels - 1,
+    }
+
+
 def oracle_contour_recall(
     gt: np.ndarray, pred: np.ndarray, tolerance: int = 5
 ) -> tuple[int, float]:
@@ -26,31 +63,16 @@ def oracle_contour_recall(
         (num_tokens, recall); (-1, -1.0) when GT is empty after the border band is removed.
     """
     t = tolerance
-    gt = gt.astype(bool).copy()
-    pred = pred.astype(bool).copy()
-    # 1. border band: GT off, prediction on.
-    gt[:t, :] = gt[-t:, :] = gt[:, :t] = gt[:, -t:] = False
-    pred[:t, :] = pred[-t:, :] = pred[:, :t] = pred[:, -t:] = True
+    inner = gt.astype(bool).copy()
+    inner[:t, :] = inner[-t:, :] = inner[:, :t] = inner[:, -t:] = False
     # 2. nothing left to recall: the image is skipped.
-    if np.sum(gt) == 0:
+    if np.sum(inner) == 0:
         return -1, -1.0
-    # 3. skeleton; 4. tokens = 4-connected components of the non-skeleton pixels.
-    skeleton = skeletonize(pred)
-    num_labels, label_map = cv2.connectedComponents(1 - skeleton.astype(np.uint8), connectivity=4)
-    # 5. effective contour = union over tokens of dilate(token) minus erode(dilate(token)).
-    effective = np.zeros(gt.shape, dtype=np.uint8)
-    kernel3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    for label_id in range(1, num_labels):
-        mask = (label_map == label_id).astype(np.uint8)
-        dilated = cv2.dilate(mask, kernel3, iterations=1)
-        eroded = cv2.erode(dilated, kernel3, iterations=1)
-        contour = dilated - eroded
-        effective[contour > 0] = 1
-    # 6. tolerance; 7. recall.
-    kernel_t = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
-    effective_dilated = cv2.dilate(effective, kernel_t, iterations=1)
-    recall = np.sum(np.logical_and(gt, effective_dilated)) / np.sum(gt)
-    return num_labels - 1, float(recall)
+    maps = oracle_contour_maps(gt, pred, tolerance)
+    # 7. recall.
+    gt_inner = maps["gt_inner"]
+    recall = np.sum(np.logical_and(gt_inner, maps["covered"])) / np.sum(gt_inner)
+    return maps["num_tokens"], float(recall)
 
 
 def oracle_effective_contour(labels: np.ndarray) -> np.ndarray:

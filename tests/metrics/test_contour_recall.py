@@ -7,9 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from directsam.metrics import aggregate, effective_contour, effective_contour_recall
+from directsam.metrics import (
+    aggregate,
+    contour_recall_maps,
+    effective_contour,
+    effective_contour_recall,
+)
 
-from .oracle import oracle_contour_recall, oracle_effective_contour
+from .oracle import oracle_contour_maps, oracle_contour_recall, oracle_effective_contour
 from .scenes import labels_to_boundary, random_blob_scene, voronoi_labels, voronoi_scene
 
 
@@ -51,6 +56,30 @@ def test_equals_oracle_on_random_scenes(tolerance: int) -> None:
         assert type(ours[0]) is int and type(ours[1]) is float
         checked += expected[0] >= 0
     assert checked > 60  # most scenes are scored, not skipped
+
+
+@pytest.mark.parametrize("tolerance", [1, 3, 5])
+def test_maps_are_the_definitions_steps_and_give_the_metrics_numbers(tolerance: int) -> None:
+    # What the evaluation panels draw: each map equals the literal definition's, and the maps'
+    # token count and recall are the metric's (NaN recall where the metric skips the image).
+    rng = np.random.default_rng(100 + tolerance)
+    skipped = 0
+    for _ in range(60):
+        gt, pred = _random_scene(rng)
+        maps = contour_recall_maps(gt, pred, tolerance)
+        expected = oracle_contour_maps(gt, pred, tolerance)
+        for key in ("gt_inner", "skeleton", "contour", "covered"):
+            got = getattr(maps, key)
+            assert got.dtype == np.bool_ and got.shape == gt.shape, key
+            np.testing.assert_array_equal(got, expected[key], err_msg=key)
+        assert maps.num_tokens == expected["num_tokens"]
+        num_tokens, recall = effective_contour_recall(gt, pred, tolerance)
+        if recall < 0:
+            skipped += 1
+            assert math.isnan(maps.recall)
+        else:
+            assert (maps.num_tokens, maps.recall) == (num_tokens, recall)  # exact
+    assert skipped > 0
 
 
 def test_equals_oracle_on_a_large_scene() -> None:

@@ -110,9 +110,9 @@ def curves_by(
 def draw_curves(ax: Any, curves: dict[str, list[dict[str, Any]]], title: str = "") -> None:
     """Draw one line per curve on a matplotlib ``ax``: x = mean tokens, y = mean effective
     contour recall, each point annotated with its threshold."""
-    x, y = table.MEAN_NUM_TOKENS.name, table.MEAN_RECALL.name
+    tokens, recall = table.MEAN_NUM_TOKENS.name, table.MEAN_RECALL.name
     for label, rows in curves.items():
-        pts = [(float(r[x]), float(r[y]), float(r["threshold"])) for r in rows]
+        pts = [(float(r[tokens]), float(r[recall]), float(r["threshold"])) for r in rows]
         pts = [p for p in pts if not (math.isnan(p[0]) or math.isnan(p[1]))]
         if not pts:
             continue

@@ -113,3 +113,13 @@ def test_panel_numbers_are_the_metrics(tmp_path, threshold):
         assert maps["num_tokens"] == scored["num_tokens"]
         matched, missing = int(maps["matched"].sum()), int(maps["missing"].sum())
         assert maps["recall"] == matched / (matched + missing)
+
+
+def test_plot_draws_tokens_against_recall():
+    rows = [ROWS[0], {**ROWS[0], "threshold": 0.3, "mean_num_tokens": 30.0, "mean_recall": 0.9}]
+    rows.append(ROWS[1])  # NaN point: left out
+    fig = report.plot_recall_vs_tokens(report.curves_by(rows, ["checkpoint"]))
+    (line,) = fig.axes[0].lines
+    assert list(line.get_xdata()) == [30.0, 12.25]  # by threshold: 0.3, 0.5
+    assert list(line.get_ydata()) == [0.9, 0.812345]
+    assert [a.get_text() for a in fig.axes[0].texts] == ["0.3", "0.5"]

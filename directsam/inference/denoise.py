@@ -10,7 +10,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from directsam.inference.tokens import relabel_by_area
+
+def relabel_by_area(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Renumber the non-zero labels of a map ``1..N`` by area, largest first.
+
+    Labels that do not occur are dropped; ties keep the order of the old label value.
+
+    Args:
+        labels: non-negative integer ``(H, W)``; 0 is kept as 0.
+
+    Returns:
+        (int32 ``(H, W)`` labels, ``N``).
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return labels.astype(np.int32), 0
+    areas = np.bincount(labels.ravel(), minlength=1)
+    areas[0] = 0
+    present = np.flatnonzero(areas)
+    # Stable sort on -area keeps ascending old labels among equal areas.
+    order = present[np.argsort(-areas[present], kind="stable")]
+    lut = np.zeros(areas.shape[0], dtype=np.int32)
+    lut[order] = np.arange(1, order.size + 1, dtype=np.int32)
+    return lut[labels], int(order.size)
 
 
 def disk_kernel(radius: int) -> np.ndarray:

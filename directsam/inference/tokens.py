@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+# The denoiser owns relabel_by_area (only it renumbers maps); importing it from here keeps the
+# token helpers in one namespace and the dependency one-way (tokens -> denoise).
+from directsam.inference.denoise import denoise_tokens, relabel_by_area  # noqa: F401
+
 TOKEN_CONNECTIVITY = 8
 """Inference tokens are the 8-connected components of the pixels below the threshold."""
 
@@ -38,30 +42,6 @@ def neighbour_offsets(connectivity: int) -> list[tuple[int, int]]:
     """``(dy, dx)`` of a pixel's neighbours under ``connectivity``, in raster order."""
     ys, xs = np.nonzero(neighbourhood(connectivity))
     return [(int(y) - 1, int(x) - 1) for y, x in zip(ys, xs, strict=True) if (y, x) != (1, 1)]
-
-
-def relabel_by_area(labels: np.ndarray) -> tuple[np.ndarray, int]:
-    """Renumber the non-zero labels of a map ``1..N`` by area, largest first.
-
-    Labels that do not occur are dropped; ties keep the order of the old label value.
-
-    Args:
-        labels: non-negative integer ``(H, W)``; 0 is kept as 0.
-
-    Returns:
-        (int32 ``(H, W)`` labels, ``N``).
-    """
-    labels = np.asarray(labels)
-    if labels.size == 0:
-        return labels.astype(np.int32), 0
-    areas = np.bincount(labels.ravel(), minlength=1)
-    areas[0] = 0
-    present = np.flatnonzero(areas)
-    # Stable sort on -area keeps ascending old labels among equal areas.
-    order = present[np.argsort(-areas[present], kind="stable")]
-    lut = np.zeros(areas.shape[0], dtype=np.int32)
-    lut[order] = np.arange(1, order.size + 1, dtype=np.int32)
-    return lut[labels], int(order.size)
 
 
 def probs_to_tokens(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
@@ -272,8 +252,6 @@ def probs_to_token_output(
     :func:`directsam.inference.denoise_tokens` (small tokens merged, count capped, contour
     redrawn).
     """
-    from directsam.inference.denoise import denoise_tokens
-
     labels, _ = probs_to_tokens(probs, threshold)
     if max_tokens is not None or min_area is not None:
         labels = denoise_tokens(labels, min_area or 0, max_tokens)

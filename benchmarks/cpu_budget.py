@@ -110,7 +110,9 @@ def measure(paths: list[Path], resolutions: list[int], repeats: int, rows: int) 
     }  # fmt: skip
 
     def each(fn: Callable[[int], Any]) -> float:
-        return 1000 * sum(cpu_seconds(lambda i=i: fn(i), repeats) for i in range(len(paths))) / len(paths)
+        """Mean over the images of the median CPU-ms of ``fn(image index)``."""
+        total = sum(cpu_seconds(lambda i=i: fn(i), repeats) for i in range(len(paths)))
+        return 1000 * total / len(paths)
 
     def both(i: int) -> None:
         read_uri(str(paths[i]))
@@ -121,42 +123,65 @@ def measure(paths: list[Path], resolutions: list[int], repeats: int, rows: int) 
         "header": each(lambda i: (read_image_header(jpgs[i]), gpu_decodable(jpgs[i]))),
         "decode": each(lambda i: decode_image(jpgs[i])),
     }
-    for res in resolutions:
-        row = dict(common)
-        row["resize"] = each(lambda i: resize_rgb(images[i], res))
+
+    def at(res: int) -> dict[str, float]:
+        """The stages that depend on the resolution."""
+        row = {"resize": each(lambda i: resize_rgb(images[i], res))}
 
         def label(i: int) -> str:
             b = annotation_to_boundary(jsons[i], "sa1b", hws[i], res, 9, "x")
             return mask_to_rle(b)["counts"]
 
         row["target_label"] = each(label)
-        row["target_train"] = each(lambda i: annotation_to_boundary(jsons[i], "sa1b", hws[i], res, 3, "x"))
+        row["target_train"] = each(
+            lambda i: annotation_to_boundary(jsons[i], "sa1b", hws[i], res, 3, "x")
+        )
         maps = [annotation_to_boundary(j, "sa1b", hw, res, 3, "x") for j, hw in zip(jsons, hws)]
         colmajor = [pack_boundary(torch.from_numpy(m)[None].float(), 0.5).numpy()[0] for m in maps]
         rowmajor = [pack_bits(torch.from_numpy(m)[None]).numpy()[0] for m in maps]
         for m, c in zip(maps, colmajor):  # the two encoders agree byte for byte
             assert boundary_rle_counts(c, res, res) == mask_to_rle(m)["counts"]
+
+        def rowmajor_rle(i: int) -> dict:
+            bits = np.unpackbits(rowmajor[i], count=res * res).reshape(res, res)
+            return mask_to_rle(bits.astype(bool))
+
         row["rle_pseudo"] = each(lambda i: boundary_rle_counts(colmajor[i], res, res))
-        row["rle_pseudo_rowmajor"] = each(lambda i: mask_to_rle(
-            np.unpackbits(rowmajor[i], count=res * res).reshape(res, res).astype(bool)))  # fmt: skip
+        row["rle_pseudo_rowmajor"] = each(rowmajor_rle)
         probs = [torch.from_numpy(m.astype(np.float32) * 0.8)[None] for m in maps]
         row["threshold_pack_cpu"] = each(lambda i: pack_boundary(probs[i], 0.5))
-        human = [mask_to_rle(annotation_to_boundary(j, "sa1b", hw, res, 9, "x"))["counts"]
-                 for j, hw in zip(jsons, hws)]  # fmt: skip
+        human = [label(i) for i in range(len(paths))]
         pseudo = [boundary_rle_counts(c, res, res) for c in colmajor]
         row["parquet"] = 1000 * parquet_seconds(human, pseudo, res, rows, repeats) / rows
+        return row
+
+    for res in resolutions:
+        row = {**common, **at(res)}
         per[str(res)] = {k: round(v, 2) for k, v in row.items()}
     return {"info": info, "cpu_ms_per_image": per}
 
 
-def parquet_seconds(human: list[str], pseudo: list[str], res: int, rows: int, repeats: int) -> float:
+def parquet_seconds(
+    human: list[str], pseudo: list[str], res: int, rows: int, repeats: int
+) -> float:
     """CPU-s of building and atomically writing one block of ``rows`` labeled rows."""
     import shutil
 
     from directsam.labeling.writer import BlockPlan, block_table, rle_cell, write_block
-    from directsam.schema import (CHECKPOINT, CHECKPOINT_SHA, DATASET, ERROR, HEIGHT,
-                                  HUMAN_BOUNDARY, PSEUDO_BOUNDARY, RESOLUTION, SOURCE_URI,
-                                  THICKNESS, THRESHOLD, WIDTH)  # fmt: skip
+    from directsam.schema import (
+        CHECKPOINT,
+        CHECKPOINT_SHA,
+        DATASET,
+        ERROR,
+        HEIGHT,
+        HUMAN_BOUNDARY,
+        PSEUDO_BOUNDARY,
+        RESOLUTION,
+        SOURCE_URI,
+        THICKNESS,  # fmt: skip
+        THRESHOLD,
+        WIDTH,
+    )
 
     ids = tuple(f"sa_{k}" for k in range(rows))
     plan = BlockPlan(0, ids)

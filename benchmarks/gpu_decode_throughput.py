@@ -55,12 +55,10 @@ def timed(fn: Callable[[], Any], n_items: int, seconds: float) -> dict[str, floa
 
 
 def decode_part(sample: Path, resolutions: list[int], batch: int, seconds: float) -> dict:
-    import numpy as np
     import torch
 
     from directsam.data.decode import decode_image, resize_rgb
-    from directsam.inference.bytes_input import bytes_to_pixels
-    from directsam.inference.gpu_decode import DECODERS, available_decoders, gpu_decodable
+    from directsam.inference.gpu_decode import available_decoders, gpu_decodable
 
     paths = sorted(sample.glob("sa_*/sa_*.jpg"))
     blobs = [p.read_bytes() for p in paths]
@@ -83,65 +81,86 @@ def decode_part(sample: Path, resolutions: list[int], batch: int, seconds: float
     out["pillow_one_thread"] = cpu
     if not out["cuda"]:
         return out
-    device = torch.device("cuda")
-    reference = [decode_image(b) for b in blobs[:4]]
     for name in out["available"]:
-        try:
-            decoder = DECODERS[name][1](device)
-            row: dict[str, Any] = {"decode": timed(lambda: decoder.decode(work), batch, seconds)}
-            for res in resolutions:
-                row[f"decode_resize_{res}"] = timed(
-                    lambda res=res: bytes_to_pixels(work, names, res, device, decoder),
-                    batch,
-                    seconds,
-                )
-            got = decoder.decode(blobs[:4])
-            diffs = [
-                np.abs(g.cpu().numpy().astype(np.int16) - r.astype(np.int16))
-                for g, r in zip(got, reference)
-                if g is not None and tuple(g.shape) == r.shape
-            ]
-            row["vs_pillow_mean_abs"] = round(float(np.mean([d.mean() for d in diffs])), 3)
-            row["vs_pillow_max_abs"] = int(max(d.max() for d in diffs))
-            row["decoded_of_4"] = len(diffs)
-        except Exception as err:  # noqa: BLE001 - reported, the other decoder still runs
-            row = {"error": f"{type(err).__name__}: {err}"[:500]}
-        out["decoders"][name] = row
+        out["decoders"][name] = _one_decoder(name, work, names, blobs[:4], resolutions, seconds)
     return out
 
 
-def postprocess_part(resolutions: list[int], batch: int, seconds: float) -> dict:
+def _one_decoder(
+    name: str,
+    work: list[bytes],
+    names: list[str],
+    check: list[bytes],
+    resolutions: list[int],
+    seconds: float,
+) -> dict[str, Any]:
+    """Figures of one GPU decoder, or ``{"error": ...}`` when it cannot run."""
+    import numpy as np
+    import torch
+
+    from directsam.data.decode import decode_image
+    from directsam.inference.bytes_input import bytes_to_pixels
+    from directsam.inference.gpu_decode import DECODERS
+
+    device = torch.device("cuda")
+    batch = len(work)
+    try:
+        decoder = DECODERS[name][1](device)
+        row: dict[str, Any] = {"decode": timed(lambda: decoder.decode(work), batch, seconds)}
+        for res in resolutions:
+            row[f"decode_resize_{res}"] = timed(
+                lambda res=res: bytes_to_pixels(work, names, res, device, decoder), batch, seconds
+            )
+        diffs = [
+            np.abs(g.cpu().numpy().astype(np.int16) - r.astype(np.int16))
+            for g, r in zip(decoder.decode(check), (decode_image(b) for b in check))
+            if g is not None and tuple(g.shape) == r.shape
+        ]
+        row["vs_pillow_mean_abs"] = round(float(np.mean([d.mean() for d in diffs])), 3)
+        row["vs_pillow_max_abs"] = int(max(d.max() for d in diffs))
+        row["decoded_of_4"] = len(diffs)
+    except Exception as err:  # noqa: BLE001 - reported, the other decoder still runs
+        row = {"error": f"{type(err).__name__}: {err}"[:500]}
+    return row
+
+
+def _postprocess_at(res: int, batch: int, seconds: float, device: Any) -> dict[str, Any]:
     import numpy as np
     import torch
 
     from directsam.data.rle import mask_to_rle
     from directsam.inference.postprocess import boundary_rle_counts, pack_bits, pack_boundary
 
+    gen = torch.Generator(device=device).manual_seed(0)
+    probs = torch.rand(batch, res, res, generator=gen, device=device)
+    row = {
+        "pack_on_device_and_copy": timed(lambda: pack_boundary(probs, 0.5).cpu(), batch, seconds),
+        "copy_bool_map": timed(lambda: (probs >= 0.5).cpu(), batch, seconds),
+        "copy_float32_map": timed(lambda: probs.cpu(), batch, seconds),
+    }
+    yy, xx = np.mgrid[0:res, 0:res]
+    lines = torch.from_numpy(((yy % 37 < 3) | (np.abs(xx - yy) % 53 < 3))[None])
+    colmajor = pack_boundary(lines.float(), 0.5).numpy()[0]
+    rowmajor = pack_bits(lines).numpy()[0]
+
+    def rowmajor_rle() -> dict:
+        bits = np.unpackbits(rowmajor, count=res * res).reshape(res, res)
+        return mask_to_rle(bits.astype(bool))
+
+    row["rle_from_packed_colmajor"] = timed(
+        lambda: boundary_rle_counts(colmajor, res, res), 1, seconds / 2
+    )
+    row["rle_from_packed_rowmajor"] = timed(rowmajor_rle, 1, seconds / 2)
+    return row
+
+
+def postprocess_part(resolutions: list[int], batch: int, seconds: float) -> dict:
+    import torch
+
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out: dict[str, Any] = {"device": str(device), "batch": batch}
     for res in resolutions:
-        gen = torch.Generator(device=device).manual_seed(0)
-        probs = torch.rand(batch, res, res, generator=gen, device=device)
-        row = {
-            "pack_on_device_and_copy": timed(lambda: pack_boundary(probs, 0.5).cpu(), batch, seconds),
-            "copy_bool_map": timed(lambda: (probs >= 0.5).cpu(), batch, seconds),
-            "copy_float32_map": timed(lambda: probs.cpu(), batch, seconds),
-        }  # fmt: skip
-        yy, xx = np.mgrid[0:res, 0:res]
-        lines = torch.from_numpy(((yy % 37 < 3) | (np.abs(xx - yy) % 53 < 3))[None])
-        colmajor = pack_boundary(lines.float(), 0.5).numpy()[0]
-        rowmajor = pack_bits(lines).numpy()[0]
-        row["rle_from_packed_colmajor"] = timed(
-            lambda: boundary_rle_counts(colmajor, res, res), 1, seconds / 2
-        )
-        row["rle_from_packed_rowmajor"] = timed(
-            lambda: mask_to_rle(
-                np.unpackbits(rowmajor, count=res * res).reshape(res, res).astype(bool)
-            ),
-            1,
-            seconds / 2,
-        )
-        out[str(res)] = row
+        out[str(res)] = _postprocess_at(res, batch, seconds, device)
     return out
 
 

@@ -191,7 +191,8 @@ def build_plan(args: argparse.Namespace) -> list[Item]:
         return Item(
             name,
             f"labeling end to end {spec} @ {res}, batch {batch}, {n} images "
-            f"{'x'.join(image_hw)}, vs model-only and serial loop" + (", compiled" if c else "")
+            f"{'x'.join(image_hw)}, vs model-only and serial loop"
+            + (", compiled" if c else "")
             + (", JPEG bytes decoded in the actors (nvJPEG)" if gpu_decode else ", CPU decode"),
             argv + (["--compile"] if c else []),
             timeout_s=t(300 if c else 200, 120),

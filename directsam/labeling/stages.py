@@ -249,7 +249,7 @@ class LabelPredictor:
         for j, i in enumerate(ok):
             if dec.errors[j]:  # the decode error wins, as on the CPU path
                 errors[i] = dec.errors[j]
-                for k, v in cols.items():
+                for v in cols.values():
                     v[i] = None if v.dtype == object else 0
             elif pending is not None and cell_text(pending[i]):
                 errors[i] = cell_text(pending[i])

@@ -10,8 +10,8 @@ import torch
 from directsam.data.decode import decode_image, resize_rgb
 from directsam.inference.bytes_input import bytes_to_pixels
 from directsam.inference.gpu_decode import apply_orientation, gpu_decodable
-from directsam.inference.preprocess import preprocess_images
 from directsam.inference.predictor import BoundaryPredictor
+from directsam.inference.preprocess import preprocess_images
 from directsam.schema import InputError
 from tests.inference.image_cases import GPU_OK, image_cases, raw_jpeg_pixels
 

@@ -165,4 +165,3 @@ def test_pipeline_setting_resolution(monkeypatch):
         resolve_image_decode("gpu", "cpu")
     with pytest.raises(ConfigError, match="compute.image_decode: must be one of"):
         resolve_image_decode("nvjpeg", "cuda")
-

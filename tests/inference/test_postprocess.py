@@ -68,6 +68,6 @@ def test_realistic_boundary_at_labeling_size(tmp_path):
 
 
 def test_empty_map_encodes_as_empty_counts():
-    assert boundary_rle_counts(np.zeros(0, np.uint8), 0, 5) == mask_to_rle(np.zeros((0, 5)))[
-        "counts"
-    ]
+    assert (
+        boundary_rle_counts(np.zeros(0, np.uint8), 0, 5) == mask_to_rle(np.zeros((0, 5)))["counts"]
+    )

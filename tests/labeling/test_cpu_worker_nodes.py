@@ -86,4 +86,3 @@ def test_cpu_stages_run_on_cpu_only_nodes_and_bytes_reach_the_actor(cluster, tmp
     assert codes == expected
     assert_rows_equal_reference(rows, reference_rows(cfg))
     assert all(r["height"] == 48 and r["width"] == 64 for r in rows.values() if not r["error"])
-

@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import cv2
     import torch
+    from model_throughput import _cpu_name  # a sibling script: benchmarks/ is on sys.path
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "cpu_budget",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "host": platform.node(),
-        "cpu": _cpu_name(),
+        "cpu": _cpu_name(),  # as model_throughput.py reports it
         "cpu_count": os.cpu_count(),
         "load_avg_1m_before": round(os.getloadavg()[0], 2),
         "images": args.images,
@@ -276,16 +277,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(line + "\n")
     return result
-
-
-def _cpu_name() -> str | None:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 if __name__ == "__main__":

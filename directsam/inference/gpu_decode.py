@@ -177,9 +177,12 @@ class NvImgCodecDecoder:
         index = device.index if device.index is not None else 0
         kinds = nvimgcodec.BackendKind
         # Without a backend list nvImageCodec picks the hybrid backend, which runs the
-        # Huffman decode on the CPU; the hardware engines (A100/H100) come first.
+        # Huffman decode on the CPU; the hardware engines (A100/H100) come first. One CPU
+        # helper thread: the actor holds one CPU, and nvImageCodec 0.9's hybrid backend is
+        # reported to hang on one-image batches with more (vLLM's nvimgcodec integration).
         self._decoder = nvimgcodec.Decoder(
             device_id=index,
+            max_num_cpu_threads=1,
             backends=[
                 nvimgcodec.Backend(kinds.HW_GPU_ONLY),
                 nvimgcodec.Backend(kinds.GPU_ONLY),

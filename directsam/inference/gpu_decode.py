@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,11 +52,18 @@ _logged: set[str] = set()
 
 
 def _log_once(key: str, message: str, level: int = logging.INFO) -> None:
-    """Log ``message`` the first time ``key`` is seen in this process."""
+    """Log ``message`` the first time ``key`` is seen in this process.
+
+    Ray worker processes configure no logging handler (an INFO record would be dropped), so
+    without one the message goes to stderr, which Ray forwards to the driver's log.
+    """
     if key in _logged:
         return
     _logged.add(key)
-    logger.log(level, message)
+    if logger.hasHandlers():
+        logger.log(level, message)
+    else:
+        print(f"[directsam] {message}", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- eligibility

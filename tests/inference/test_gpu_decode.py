@@ -165,3 +165,13 @@ def test_pipeline_setting_resolution(monkeypatch):
         resolve_image_decode("gpu", "cpu")
     with pytest.raises(ConfigError, match="compute.image_decode: must be one of"):
         resolve_image_decode("nvjpeg", "cuda")
+
+
+def test_without_a_logging_handler_the_choice_goes_to_stderr(fresh_choice, monkeypatch, capsys):
+    # As in a Ray worker, where no handler is configured and an INFO record would be dropped.
+    monkeypatch.setattr(gpu_decode.logger, "hasHandlers", lambda: False)
+    fresh_choice("torchvision", True)
+    select_decoder("cuda")
+    select_decoder("cuda")
+    err = capsys.readouterr().err
+    assert err == "[directsam] image decode: GPU (torchvision, nvJPEG) on cuda\n"

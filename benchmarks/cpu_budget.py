@@ -14,7 +14,8 @@ per SA-1B-sized image (default 1500 x 2250 JPEG with ~100 masks from
 - ``target_train``: the training target (thickness 3; no RLE);
 - ``rle_pseudo``: the pseudo boundary's COCO RLE from the actor's packed bits, column-major
   (``postprocess.boundary_rle_counts``, today's path), and ``rle_pseudo_rowmajor``: the
-  previous row-major bits + ``mask_to_rle`` (for the comparison only);
+  previous row-major bits + ``mask_to_rle``, and ``rle_pseudo_numpy_runs``: only the run
+  boundaries of the unpacked bits by numpy, a floor for a numpy encoder (comparisons only);
 - ``threshold_pack_cpu``: threshold + pack of a float32 R x R map by torch on the CPU (what the
   GPU does on the device; a cost only for CPU-device runs, not counted below);
 - ``parquet``: ``block_table`` + ``write_block`` of a block of rows with both RLEs, per row.
@@ -146,8 +147,14 @@ def measure(paths: list[Path], resolutions: list[int], repeats: int, rows: int) 
             bits = np.unpackbits(rowmajor[i], count=res * res).reshape(res, res)
             return mask_to_rle(bits.astype(bool))
 
+        def numpy_runs(i: int) -> np.ndarray:
+            # Only the run boundaries, no counts string: a floor for any numpy encoder.
+            bits = np.unpackbits(colmajor[i], count=res * res)
+            return np.flatnonzero(bits[1:] != bits[:-1])
+
         row["rle_pseudo"] = each(lambda i: boundary_rle_counts(colmajor[i], res, res))
         row["rle_pseudo_rowmajor"] = each(rowmajor_rle)
+        row["rle_pseudo_numpy_runs"] = each(numpy_runs)
         probs = [torch.from_numpy(m.astype(np.float32) * 0.8)[None] for m in maps]
         row["threshold_pack_cpu"] = each(lambda i: pack_boundary(probs[i], 0.5))
         human = [label(i) for i in range(len(paths))]

@@ -1,9 +1,10 @@
-"""Compressed image bytes -> normalised model input on the model's device, JPEGs decoded there.
+"""GPU JPEG decoders: which images qualify, EXIF orientation on tensors, run-time choice.
 
-At GPU rates the CPU side decides throughput: one core decodes and resizes an SA-1B-sized JPEG
-at ~15 img/s (benchmarks/results/cpu_budget.md), so B0 at 1024 px (~850 img/s per GPU) would
-need ~60 cores of decode alone. This module moves decode and resize onto the GPU: the labeling
-actor receives the JPEG bytes, decodes them with nvJPEG and resizes them on the device.
+At GPU rates the CPU side decides throughput: decoding and resizing an SA-1B-sized JPEG costs
+~38 CPU-ms at 1024 px (benchmarks/results/cpu_budget.md), so B0 at 1024 px (850 img/s per GPU)
+would need ~32 cores for decode and resize alone. With this module the labeling actor receives
+the JPEG bytes, decodes them with nvJPEG and resizes them on the device
+(:mod:`directsam.inference.bytes_input`).
 
 Decoders, chosen at run time by :func:`select_decoder` (the choice is logged once per process):
 

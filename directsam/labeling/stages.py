@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from directsam.data.targets import cell_text
-from directsam.inference.postprocess import pack_bits, pack_boundary, unpack_boundary
+from directsam.inference.postprocess import pack_boundary, packed_size, unpack_boundary
 from directsam.schema import (
     ERROR,
     HEIGHT,
@@ -46,24 +46,6 @@ BLOCK = "block"  # int: index of the input block the row belongs to
 # str | None: the annotation's error of a row whose image is still to be decoded (GPU decode
 # path). It becomes the row's error unless decoding fails, whose error wins as on the CPU path.
 PENDING_ERROR = "pending_error"
-
-__all__ = [
-    "BLOCK",
-    "HUMAN_COUNTS",
-    "PENDING_ERROR",
-    "PSEUDO_BITS",
-    "PSEUDO_COUNTS",
-    "LabelPredictor",
-    "encode_pseudo",
-    "pack_bits",
-    "packed_size",
-    "prepare_rows",
-    "unpack_bits",
-]
-
-
-def packed_size(resolution: int) -> int:
-    return -(-resolution * resolution // 8)
 
 
 def unpack_bits(packed: npt.NDArray[np.uint8], resolution: int) -> npt.NDArray[np.bool_]:

@@ -1,19 +1,27 @@
-"""Issue 8's GPU measurements in one call, under one time budget, written as one JSON file.
+"""The GPU measurements of issues 8 and 16 in one call, under one time budget, as one JSON file.
 
-Runs the existing benchmark scripts (and two small probes of its own) one after another, each
-in its own process session with its own timeout, in priority order:
+Runs the benchmark scripts (and two small probes of its own) one after another, each in its
+own process session with its own timeout, in priority order:
 
-1. ``environment``: GPU, driver, CPU, torch / CUDA / cuDNN / Ray / transformers versions.
+1. ``environment``: GPU, driver, CPU, torch / CUDA / cuDNN / Ray / transformers versions, and
+   the GPU JPEG decoder packages (nvidia-nvimgcodec-cu12, torchvision).
 2. ``model_b0_1024_eager``, ``model_b5_1800_eager`` (``model_throughput.py``: bf16,
    channels_last, batch 32 / 8) and, with ``--compile``, the ``*_compiled`` twins: the ceilings.
-3. ``labeling_b0_1024``, ``labeling_b5_1800`` (``labeling_throughput.py``): the Ray Data
-   pipeline end to end on SA-1B-sized JPEGs, with the model-only and serial-loop figures of the
-   same model path and their ratios, measured in the same run.
-4. ``train_b0_1024`` (``train_throughput.py``): the Ray Train loop with its real input pipeline
+3. ``decode_gpu`` (``gpu_decode_throughput.py``): nvJPEG decode (+ resize at 1024 / 1800) of
+   SA-1B-sized JPEGs per available decoder, img/s and the host CPU-ms it still costs; threshold
+   + bit packing on the device and the host RLE from packed bits.
+4. ``labeling_b0_1024_gpu_decode``, ``labeling_b0_1024``, ``labeling_b5_1800_gpu_decode``,
+   ``labeling_b5_1800`` (``labeling_throughput.py``): the Ray Data pipeline end to end on
+   SA-1B-sized JPEGs with JPEG bytes decoded in the actors (``--image-decode gpu``) and with
+   CPU decode tasks, each with the model-only and serial-loop figures of the same model path
+   and their ratios, measured in the same run.
+5. ``train_b0_1024`` (``train_throughput.py``): the Ray Train loop with its real input pipeline
    vs a bare bf16 loop, B0 @ 1024, batch 8.
-5. ``decode_cpu``: JPEG decode + resize (and decode + resize + SA-1B boundary target) of an
+6. ``decode_cpu``: JPEG decode + resize (and decode + resize + SA-1B boundary target) of an
    SA-1B-sized image on one CPU core and on all cores, img/s: what bounds the CPU side.
-6. With ``--compile``: ``labeling_b5_1800_compiled`` (the pipeline on the compiled model).
+7. ``cpu_budget`` (``cpu_budget.py``): CPU-ms per image and stage on this node's cores, and
+   the cores per GPU each target needs (docs/SIZING.md).
+8. With ``--compile``: ``labeling_b5_1800_compiled`` (the pipeline on the compiled model).
 
 The SA-1B-sized sample (default 1500 x 2250, ~100 masks per image) is generated here: a pool
 of ``--unique-images`` images by ``directsam.data.sample.make_sample`` (the code behind
@@ -103,6 +111,34 @@ def _train_figures(r: dict) -> dict:
     return out
 
 
+def _gpu_decode_figures(r: dict) -> dict:
+    dec, post = r["decode"], r["postprocess"]
+    out: dict[str, Any] = {"decoders": dec["available"], "cuda": dec["cuda"]}
+    for name, row in dec["decoders"].items():
+        if "error" in row:
+            out[f"{name}_error"] = row["error"]
+            continue
+        for key, fig in row.items():
+            if isinstance(fig, dict):
+                out[f"{name}_{key}_img_per_s"] = fig["per_s"]
+                out[f"{name}_{key}_host_cpu_ms"] = fig["host_cpu_ms_per_item"]
+        out[f"{name}_vs_pillow_mean_abs"] = row["vs_pillow_mean_abs"]
+    for key, fig in dec["pillow_one_thread"].items():
+        out[f"pillow_{key}_img_per_s"] = fig["per_s"]
+    for res, row in post.items():
+        if isinstance(row, dict):
+            for key, fig in row.items():
+                out[f"post_{res}_{key}_per_s"] = fig["per_s"]
+    return out
+
+
+def _budget_figures(r: dict) -> dict:
+    out = {f"{k}@{res}": v for res, row in r["cpu_ms_per_image"].items() for k, v in row.items()}
+    for row in r["cores_per_gpu"]:
+        out[f"cores_per_gpu {row['job']} {row['path']}"] = row["cores_per_gpu"]
+    return out
+
+
 def _decode_figures(r: dict) -> dict:
     out = {"processes": r["processes"]}
     for res, v in r["resolutions"].items():
@@ -112,7 +148,8 @@ def _decode_figures(r: dict) -> dict:
 
 
 def _env_figures(r: dict) -> dict:
-    return {k: r.get(k) for k in ("gpu", "torch", "cuda", "ray", "transformers", "cpu_count")}
+    keys = ("gpu", "torch", "cuda", "ray", "transformers", "cpu_count", "gpu_jpeg_decoders")
+    return {k: r.get(k) for k in keys}
 
 
 def build_plan(args: argparse.Namespace) -> list[Item]:
@@ -140,18 +177,23 @@ def build_plan(args: argparse.Namespace) -> list[Item]:
             figures=_model_figures,
         )
 
-    def labeling(name: str, spec: str, res: int, batch: int, n: int, serial: int, c: bool) -> Item:
+    def labeling(name: str, spec: str, res: int, batch: int, n: int, serial: int, c: bool,
+                 gpu_decode: bool = False) -> Item:  # fmt: skip
+        # The dry run has no CUDA actors: "auto" resolves to the CPU path there.
+        decode = ("auto" if dry else "gpu") if gpu_decode else "cpu"
         argv = [PY, str(BENCH / "labeling_throughput.py"), "--checkpoint", spec,
                 "--resolution", str(res), "--batch", str(batch), *dev,
                 "--num-images", str(n), "--image-size", *image_hw,
-                "--serial-images", str(serial), "--workdir", "{work}",
+                "--serial-images", str(serial), "--image-decode", decode, "--workdir", "{work}",
                 "--output", "{work}/result.json"]  # fmt: skip
         if dry:
             argv += ["--num-cpus", "2", "--warmup", "1", *cpu_threads]
         return Item(
             name,
             f"labeling end to end {spec} @ {res}, batch {batch}, {n} images "
-            f"{'x'.join(image_hw)}, vs model-only and serial loop" + (", compiled" if c else ""),
+            f"{'x'.join(image_hw)}, vs model-only and serial loop"
+            + (", compiled" if c else "")
+            + (", JPEG bytes decoded in the actors (nvJPEG)" if gpu_decode else ", CPU decode"),
             argv + (["--compile"] if c else []),
             timeout_s=t(300 if c else 200, 120),
             min_s=t(120 if c else 60, 20),
@@ -202,13 +244,31 @@ def build_plan(args: argparse.Namespace) -> list[Item]:
             model("model_b0_1024_compiled", b0, r_b0, batch_b0, True),
             model("model_b5_1800_compiled", b5, r_b5, batch_b5, True),
         ]
+    gpu_decode_argv = [PY, str(BENCH / "gpu_decode_throughput.py"), "--sample", "{sample}",
+                       "--resolutions", *(["64", "96"] if dry else ["1024", "1800"]),
+                       "--batch", "4" if dry else "32", "--post-batch", "2" if dry else "8",
+                       "--seconds", "0.3" if dry else "3", "--output", "{work}/result.json"]  # fmt: skip
+    budget_argv = [PY, str(BENCH / "cpu_budget.py"), "--output", "{work}/result.json"]
+    if dry:
+        budget_argv += ["--images", "1", "--repeats", "1", "--image-size", *image_hw,
+                        "--resolutions", "64", "--objects", "6", "--parquet-rows", "4"]  # fmt: skip
+    n_b0, s_b0 = (6, 2) if dry else (1024, 64)
+    n_b5, s_b5 = (6, 2) if dry else (256, 24)
     plan += [
-        labeling(
-            "labeling_b0_1024", b0, r_b0, batch_b0, 6 if dry else 1024, 2 if dry else 64, False
+        Item(
+            "decode_gpu",
+            "nvJPEG decode (+ resize) per GPU decoder and device threshold + bit packing",
+            gpu_decode_argv,
+            timeout_s=t(120, 60),
+            min_s=t(30, 5),
+            figures=_gpu_decode_figures,
+            sample_images=4 if dry else 32,
+            result_file=True,
         ),  # fmt: skip
-        labeling(
-            "labeling_b5_1800", b5, r_b5, batch_b5, 6 if dry else 256, 2 if dry else 24, False
-        ),  # fmt: skip
+        labeling("labeling_b0_1024_gpu_decode", b0, r_b0, batch_b0, n_b0, s_b0, False, True),
+        labeling("labeling_b0_1024", b0, r_b0, batch_b0, n_b0, s_b0, False),
+        labeling("labeling_b5_1800_gpu_decode", b5, r_b5, batch_b5, n_b5, s_b5, False, True),
+        labeling("labeling_b5_1800", b5, r_b5, batch_b5, n_b5, s_b5, False),
         Item(
             "train_b0_1024",
             f"training Ray loop (real input pipeline) vs bare loop, {b0} @ {r_b0}, batch "
@@ -228,6 +288,16 @@ def build_plan(args: argparse.Namespace) -> list[Item]:
             min_s=t(20, 5),
             figures=_decode_figures,
             sample_images=4 if dry else 16,
+            result_file=True,
+        ),  # fmt: skip
+        Item(
+            "cpu_budget",
+            "CPU-ms per image and stage (read, decode, resize, targets, RLE, Parquet) and "
+            "cores per GPU for the issue-16 anchors, on this node's CPU",
+            budget_argv,
+            timeout_s=t(240, 60),
+            min_s=t(60, 5),
+            figures=_budget_figures,
             result_file=True,
         ),  # fmt: skip
     ]
@@ -382,7 +452,7 @@ class Suite:
         self.pool_error: str | None = None
         self.report: dict[str, Any] = {
             "suite": "gpu_suite",
-            "issue": 8,
+            "issues": [8, 16],
             "dry_run": args.dry_run,
             "compile": args.compile,
             "budget_s": args.budget_s,
@@ -494,9 +564,11 @@ class Suite:
 
 # ----------------------------------------------------------------------------- summary
 
-TARGETS = {  # issue 8: (labeling item, model ceiling items, absolute img/s target, ratio target)
+TARGETS = {  # issues 8/16: labeling item -> (model ceiling items, img/s target, ratio target)
     "labeling_b5_1800": (["model_b5_1800_compiled", "model_b5_1800_eager"], 35.0, 0.85),
     "labeling_b0_1024": (["model_b0_1024_compiled", "model_b0_1024_eager"], 850.0, 0.85),
+    "labeling_b5_1800_gpu_decode": (["model_b5_1800_compiled", "model_b5_1800_eager"], 35.0, 0.85),
+    "labeling_b0_1024_gpu_decode": (["model_b0_1024_compiled", "model_b0_1024_eager"], 850.0, 0.85),
 }
 
 
@@ -543,7 +615,8 @@ def probe_environment() -> dict:
     except OSError:
         pass
     for pkg in ("torch", "ray", "transformers", "numpy", "opencv-python-headless", "pyarrow",
-                "pycocotools", "triton", "pillow"):  # fmt: skip
+                "pycocotools", "triton", "pillow", "torchvision", "nvidia-nvimgcodec-cu12",
+                "nvidia-nvjpeg-cu12"):  # fmt: skip
         try:
             info[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -560,6 +633,9 @@ def probe_environment() -> dict:
         info["cudnn"] = torch.backends.cudnn.version()
     else:
         info["gpu"] = None
+    from directsam.inference.gpu_decode import available_decoders
+
+    info["gpu_jpeg_decoders"] = available_decoders()
     try:
         smi = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm", "--format=csv,noheader"],

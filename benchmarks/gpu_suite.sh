@@ -11,6 +11,10 @@
 # exceeds what a call may carry (64 MiB with the tree), so `prepare` repacks it without the Java
 # jars and RLlib (unused here) as .whl/ray-<version>-slim.tar.gz, unpacked as is on the node.
 # Versions follow this checkout's .venv (the ones the tests pass with).
+# For the GPU JPEG decode items, `prepare` also repacks nvidia-nvimgcodec-cu12 (Python 3.12
+# module, core library, nvJPEG and libjpeg-turbo extensions only; ~32 MB -> ~7 MB) with
+# nvidia-nvjpeg-cu12's libnvjpeg as .whl/gpu-decode-slim.tar.gz (NVIMGCODEC=0 skips it); `run`
+# unpacks it where nvidia.nvimgcodec does not import and puts libnvjpeg on LD_LIBRARY_PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +53,26 @@ EOF
   rm -rf "$tmp/x/ray/jars" "$tmp/x/ray/rllib"
   tar -C "$tmp/x" -czf ".whl/ray-$ray_version-slim.tar.gz" .
   rm -rf "$tmp"
+  if [ "${NVIMGCODEC:-1}" != 0 ]; then
+    tmp=$(mktemp -d)
+    "${dl[@]}" -d "$tmp" "nvidia-nvimgcodec-cu12==${NVIMGCODEC_VERSION:-0.9.0.20}" \
+      "nvidia-nvjpeg-cu12==${NVJPEG_VERSION:-12.4.0.76}"
+    mkdir "$tmp/x"
+    for w in "$tmp"/*.whl; do
+      python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$w" "$tmp/x"
+    done
+    # nvidia/ must not hide the node's own nvidia.* packages (torch's CUDA libraries): a
+    # pkgutil-style __init__ puts every nvidia/ folder on sys.path into the package. Only the
+    # Python 3.12 module and the JPEG extensions are kept.
+    echo '__path__ = __import__("pkgutil").extend_path(__path__, __name__)' \
+      > "$tmp/x/nvidia/__init__.py"
+    find "$tmp/x/nvidia/nvimgcodec" -name 'nvimgcodec_impl.cpython-*.so' ! -name '*-312-*' -delete
+    rm -rf "$tmp/x/nvidia/nvimgcodec/tools" "$tmp/x/nvidia/nvjpeg/include"
+    find "$tmp/x/nvidia/nvimgcodec/extensions" -name '*.so*' ! -name 'libnvjpeg_ext*' \
+      ! -name 'libjpeg_turbo_ext*' -delete
+    tar -C "$tmp/x" -czf .whl/gpu-decode-slim.tar.gz .
+    rm -rf "$tmp"
+  fi
   du -ch .whl/* | tail -1
   ;;
 run)
@@ -60,6 +84,12 @@ run)
       --target /tmp/site .whl/*.whl
     for t in .whl/ray-*-slim.tar.gz; do [ -e "$t" ] && tar -C /tmp/site -xzf "$t"; done
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  if [ -e .whl/gpu-decode-slim.tar.gz ] && ! "$py" -c "import nvidia.nvimgcodec" 2>/dev/null; then
+    mkdir -p /tmp/site-gpu-decode
+    tar -C /tmp/site-gpu-decode -xzf .whl/gpu-decode-slim.tar.gz
+    export PYTHONPATH=/tmp/site-gpu-decode${PYTHONPATH:+:$PYTHONPATH}
+    export LD_LIBRARY_PATH=/tmp/site-gpu-decode/nvidia/nvjpeg/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   fi
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
   exec "$py" benchmarks/gpu_suite.py "$@"

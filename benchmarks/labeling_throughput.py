@@ -155,6 +155,7 @@ def pipeline(args: argparse.Namespace, sample: Path, out: Path) -> dict[str, Any
     c.batch_size, c.gpu_actors = args.batch, args.gpu_actors
     c.cpus_per_actor = args.cpus_per_actor
     c.decode_batch_size = args.decode_batch
+    c.image_decode = args.image_decode
     c.rows_per_shard = args.rows_per_shard or max(args.batch, args.num_images // 4)
     c.progress_interval_s = 30.0
     cfg.tracking.enabled = False
@@ -170,6 +171,7 @@ def pipeline(args: argparse.Namespace, sample: Path, out: Path) -> dict[str, Any
         "blocks": summary["num_blocks"],
         "rows_per_shard": c.rows_per_shard,
         "gpu_actors": c.gpu_actors,
+        "image_decode": c.image_decode,
     }
 
 
@@ -216,6 +218,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model actor; on CUDA, torch's default)",
     )
     p.add_argument("--decode-batch", type=int, default=8, help="rows per decode task batch")
+    p.add_argument(
+        "--image-decode",
+        default="cpu",
+        choices=("cpu", "gpu", "auto"),
+        help="pipeline's compute.image_decode: cpu (CPU tasks, default) | gpu (JPEG bytes to the "
+        "CUDA actors, nvJPEG) | auto",
+    )
     p.add_argument("--rows-per-shard", type=int, default=None, help="default num_images / 4")
     p.add_argument("--num-cpus", type=int, default=None, help="local Ray CPUs (default all)")
     p.add_argument("--address", default="local", help="Ray address (default: a new local one)")

@@ -206,7 +206,69 @@ def vm_problems(cfg: dict[str, Any], ray_version: str) -> list[str]:
     for cmd in cfg.get("setup_commands", []):
         for req in unpinned(cmd):
             problems.append(f"setup_commands: unpinned requirement {req!r}")
-    return problems
+    return problems + vm_capacity_problems(cfg)
+
+
+# docs/SIZING.md: the CPU capacity a cluster shape must have for its GPUs at their maximum.
+# Cores per GPU measured by benchmarks/cpu_budget.py (benchmarks/results/cpu_budget.md, run 2)
+# at the issue-16 anchor rates, CPU decode path: "label" = labeling B0 @ 1024 at 850 img/s (the
+# most CPU per GPU of the jobs there; general-purpose clusters), "train" = training B0 @ 1024
+# at 121 img/s (the stage-1 RayJob). SIZING_HEADROOM covers what the benchmark leaves out (Ray
+# Data task and transfer overhead, object-store reads). One CPU per GPU is the model actor's /
+# Ray Train worker's; the rest of a GPU node runs CPU tasks too.
+SIZING_CORES_PER_GPU = {"label": 49.8, "train": 6.7}
+SIZING_HEADROOM = 1.5
+CPUS_PER_GPU_PROCESS = 1
+
+
+def capacity_problems(groups: list[tuple[str, int, float, float]], job: str = "label") -> list[str]:
+    """(name, max nodes, CPUs per node, GPUs per node) of the worker groups -> shortfalls."""
+    gpus = sum(n * g for _, n, _, g in groups)
+    free = sum(n * (c - g * CPUS_PER_GPU_PROCESS) for _, n, c, g in groups)
+    need = gpus * SIZING_CORES_PER_GPU[job] * SIZING_HEADROOM
+    if gpus and free < need:
+        return [
+            f"CPU capacity: {free:g} CPUs for tasks at {gpus:g} GPUs, docs/SIZING.md needs "
+            f"{need:g} ({SIZING_CORES_PER_GPU[job]} cores/GPU for {job} x {SIZING_HEADROOM}); "
+            "raise the CPU group's maximum"
+        ]
+    return []
+
+
+def vm_capacity_problems(cfg: dict[str, Any]) -> list[str]:
+    """CPU groups schedulable by CPU alone, and enough of them for the GPUs (docs/SIZING.md)."""
+    problems, groups = [], []
+    for name, nt in cfg["available_node_types"].items():
+        if name == cfg["head_node_type"]:
+            continue
+        res = nt.get("resources") or {}
+        extra = sorted(set(res) - {"CPU", "GPU", "memory", "object_store_memory"})
+        if not res.get("GPU") and extra:
+            problems.append(f"{name}: CPU workers declare custom resources {extra}; the CPU "
+                            "stages ask for CPUs only, so nothing would need them")  # fmt: skip
+        groups.append((name, nt.get("max_workers", cfg["max_workers"]), res.get("CPU", 0),
+                       res.get("GPU", 0)))  # fmt: skip
+    return problems + capacity_problems(groups)
+
+
+def _cpus(quantity: Any) -> float:
+    """A Kubernetes CPU quantity ("32", "500m") in CPUs."""
+    text = str(quantity)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def kuberay_capacity_problems(spec: dict[str, Any], job: str = "label") -> list[str]:
+    """As :func:`vm_capacity_problems`, for a RayCluster spec (CPUs from container limits)."""
+    problems, groups = [], []
+    for g in spec.get("workerGroupSpecs", []):
+        limits = (g["template"]["spec"]["containers"][0].get("resources") or {}).get("limits", {})
+        gpus = float(limits.get("nvidia.com/gpu", 0))
+        params = g.get("rayStartParams") or {}
+        if not gpus and ({"resources", "num-gpus"} & set(params)):
+            problems.append(f"{g['groupName']}: CPU group declares custom resources or GPUs in "
+                            "rayStartParams; the CPU stages ask for CPUs only")  # fmt: skip
+        groups.append((g["groupName"], g.get("maxReplicas", 0), _cpus(limits.get("cpu", 0)), gpus))
+    return problems + capacity_problems(groups, job)
 
 
 def _containers(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -300,6 +362,8 @@ def kuberay_problems(
         problems.append("no GPU group (nvidia.com/gpu limit)")
     if not cpu_groups:
         problems.append("no CPU worker group")
+    training = kind == "RayJob" and "train" in str(doc["spec"].get("entrypoint", ""))
+    problems += kuberay_capacity_problems(spec, "train" if training else "label")
 
     claims = {
         d["metadata"]["name"]: d for d in all_docs if d.get("kind") == "PersistentVolumeClaim"

@@ -219,6 +219,39 @@ def test_our_rules_catch_on_demand_workers(vm_file):
     )
 
 
+def test_cpu_group_is_sized_by_docs_sizing(vm_file):
+    """The CPU workers at their maximum feed the GPUs at theirs (docs/SIZING.md arithmetic)."""
+    from tests.cluster_rules import SIZING_CORES_PER_GPU, SIZING_HEADROOM
+
+    nodes = load(vm_file)["available_node_types"]
+    gpu, cpu = nodes["gpu_worker"], nodes["cpu_decode"]
+    gpus = gpu["max_workers"] * gpu["resources"]["GPU"]
+    free = cpu["max_workers"] * cpu["resources"]["CPU"] + gpu["max_workers"] * (
+        gpu["resources"]["CPU"] - gpu["resources"]["GPU"]
+    )
+    assert free >= gpus * SIZING_CORES_PER_GPU["label"] * SIZING_HEADROOM
+    # ...and not far beyond it: the maximum follows from the arithmetic, one node of slack.
+    assert free - cpu["resources"]["CPU"] < gpus * SIZING_CORES_PER_GPU["label"] * SIZING_HEADROOM
+    assert set(cpu["resources"]) == {"CPU"}  # the CPU stages ask for CPUs only
+    sizing = (REPO / "docs" / "SIZING.md").read_text()
+    assert f"`max_workers: {cpu['max_workers']}`" in sizing
+    assert f"{SIZING_CORES_PER_GPU['label']} |" in sizing
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c["available_node_types"]["cpu_decode"].update(max_workers=8), "CPU capacity"),
+        (lambda c: c["available_node_types"]["gpu_worker"].update(max_workers=12), "CPU capacity"),
+        (lambda c: c["available_node_types"]["cpu_decode"]["resources"].update(decode=1),
+         "CPU workers declare custom resources ['decode']"),
+    ],
+)  # fmt: skip
+def test_capacity_rules_catch_a_short_cpu_group(vm_file, edit, expected):
+    problems = vm_problems(mutate(vm_file, edit), ray.__version__)
+    assert any(expected in p for p in problems), problems
+
+
 def test_our_rules_catch_world_open_ingress():
     cfg = load(CLUSTER / "aws-gpu.yaml")
     cfg["provider"]["security_group"] = {
@@ -308,6 +341,20 @@ def test_kuberay_rules_catch_broken_manifests(edit, expected):
     edit(_job_spec(doc))
     problems = kuberay_problems(doc, ray.__version__, kuberay_docs())
     assert any(expected in p for p in problems), problems
+
+
+def test_kuberay_capacity_rules():
+    cluster = load(CLUSTER / "kuberay" / "raycluster.yaml")
+    cluster["spec"]["workerGroupSpecs"][0].update(maxReplicas=8)
+    problems = kuberay_problems(cluster, ray.__version__, kuberay_docs())
+    assert any(p.startswith("CPU capacity: 376 CPUs for tasks at 8 GPUs") for p in problems)
+    cluster["spec"]["workerGroupSpecs"][0]["rayStartParams"] = {"resources": '{"decode": 1}'}
+    problems = kuberay_problems(cluster, ray.__version__, kuberay_docs())
+    assert any("cpu-decode: CPU group declares custom resources" in p for p in problems)
+    # The stage-1 RayJob is sized by the training row: its GPU pods' spare CPUs are enough.
+    job = load(CLUSTER / "kuberay" / "rayjob-pretrain.yaml")
+    job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(maxReplicas=0)
+    assert kuberay_problems(job, ray.__version__, kuberay_docs()) == []
 
 
 def test_kuberay_rules_catch_a_rayjob_that_never_shuts_down():

@@ -97,8 +97,9 @@ def test_dry_run_reports_every_planned_item(tmp_path):
     wall = time.perf_counter() - t0
     report = json.loads(out.read_text())
     planned = [
-        "environment", "model_b0_1024_eager", "model_b5_1800_eager", "labeling_b0_1024",
-        "labeling_b5_1800", "train_b0_1024", "decode_cpu",
+        "environment", "model_b0_1024_eager", "model_b5_1800_eager", "decode_gpu",
+        "labeling_b0_1024_gpu_decode", "labeling_b0_1024", "labeling_b5_1800_gpu_decode",
+        "labeling_b5_1800", "train_b0_1024", "decode_cpu", "cpu_budget",
     ]  # fmt: skip
     assert [i["name"] for i in report["items"]] == planned
     for item in report["items"]:

@@ -19,7 +19,8 @@ AREAS = (
     ("evaluation.md", "Evaluation (issue 5)"),
     ("delivery.md", "Delivery (issue 10)"),
     ("fetch.md", "Fetching SA-1B (issue 9)"),
-    ("gpu.md", "GPU suite (issue 8)"),
+    ("cpu_budget.md", "CPU budget per image and cores per GPU (issue 16)"),
+    ("gpu.md", "GPU suite (issues 8 and 16)"),
 )
 
 

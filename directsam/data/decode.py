@@ -8,6 +8,7 @@ Pillow's EXIF handling matches what the image viewers (and the seed) show.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -21,8 +22,8 @@ LABEL_MAP_MODES: tuple[str, ...] = ("single_channel", "force_binary", "rgb")
 _EXIF_ORIENTATION = 0x0112
 
 
-def _open(data: bytes, name: str, max_pixels: int, code: str, size_code: str):
-    """Open ``data`` with Pillow, refuse oversized images from the header, load the pixels."""
+def _open_header(data: bytes, name: str, max_pixels: int, code: str, size_code: str):
+    """Open ``data`` with Pillow and check its size from the header; no pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -43,6 +44,12 @@ def _open(data: bytes, name: str, max_pixels: int, code: str, size_code: str):
         raise InputError(size_code, f"{name}: {w}x{h} = {w * h} pixels exceeds max {max_pixels}")
     if w * h == 0:
         raise InputError(code, f"{name}: image has zero size {w}x{h}")
+    return im
+
+
+def _open(data: bytes, name: str, max_pixels: int, code: str, size_code: str):
+    """Open ``data`` with Pillow, refuse oversized images from the header, load the pixels."""
+    im = _open_header(data, name, max_pixels, code, size_code)
     try:
         im.load()
     except OSError as err:
@@ -53,15 +60,20 @@ def _open(data: bytes, name: str, max_pixels: int, code: str, size_code: str):
     return _apply_exif_orientation(im)
 
 
+def _exif_orientation(im) -> int:
+    """The EXIF Orientation tag (1..8); 1 when absent, malformed or out of range."""
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # malformed EXIF must not cost the image
+        return 1
+    return orientation if orientation in (2, 3, 4, 5, 6, 7, 8) else 1
+
+
 def _apply_exif_orientation(im):
     """Rotate/flip as the EXIF Orientation tag says; a corrupt EXIF block is ignored."""
     from PIL import ImageOps
 
-    try:
-        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # malformed EXIF must not cost the image
-        return im
-    if orientation in (2, 3, 4, 5, 6, 7, 8):
+    if _exif_orientation(im) != 1:
         return ImageOps.exif_transpose(im)
     return im
 
@@ -135,6 +147,45 @@ def decode_image(
     """
     im = _open(data, name, max_pixels, IMAGE_DECODE, IMAGE_TOO_LARGE)
     return _to_rgb_array(im, name)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says, read without decoding a pixel.
+
+    Attributes:
+        height, width: the size :func:`decode_image` returns (after EXIF orientation).
+        orientation: EXIF Orientation 1..8 (1: none, or a malformed EXIF block).
+        format: Pillow's format name (``JPEG``, ``PNG``, ``MPO``, ...).
+        mode: Pillow's mode before conversion (``RGB``, ``L``, ``CMYK``, ...).
+    """
+
+    height: int
+    width: int
+    orientation: int
+    format: str
+    mode: str
+
+
+def read_image_header(
+    data: bytes, name: str = "<bytes>", max_pixels: int = 200_000_000
+) -> ImageHeader:
+    """The header of image bytes: size, EXIF orientation, format; no pixel is decoded.
+
+    Refuses exactly what :func:`decode_image` refuses from the header, with the same errors
+    (empty, unrecognised, oversized, zero-sized); damage in the pixel data (truncation,
+    corrupt scans) shows only when the pixels are decoded.
+
+    Raises:
+        InputError(IMAGE_TOO_LARGE): more pixels than allowed.
+        InputError(IMAGE_DECODE): empty data, unrecognised format or unreadable header.
+    """
+    im = _open_header(data, name, max_pixels, IMAGE_DECODE, IMAGE_TOO_LARGE)
+    w, h = im.size
+    orientation = _exif_orientation(im)
+    if orientation in (5, 6, 7, 8):  # transposing orientations swap the sides
+        h, w = w, h
+    return ImageHeader(int(h), int(w), orientation, str(im.format), str(im.mode))
 
 
 def decode_label_map(

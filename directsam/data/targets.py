@@ -154,6 +154,7 @@ def decode_rows(
     resolution: int,
     thickness: int | None,
     keep_image: bool = True,
+    header_only: bool = False,
 ) -> dict[str, np.ndarray]:
     """Batch function: decode images, resize, and build human boundary targets.
 
@@ -163,6 +164,9 @@ def decode_rows(
         resolution: side R of the square outputs.
         thickness: band thickness of the target; None skips targets.
         keep_image: emit the ``image`` column (False when only targets are needed).
+        header_only: take the image size from the header instead of decoding the pixels
+            (for the GPU decode path, which decodes later; needs ``keep_image=False``).
+            Errors in the pixel data then show only when the image is decoded.
 
     Returns:
         The input columns except ``image_bytes``/``annotation`` (consumed), plus ``image``
@@ -170,8 +174,10 @@ def decode_rows(
         ``target`` uint8 (N, R, R) 0/1 and ``has_target`` bool (when ``thickness`` is given),
         and ``error`` (None or ``"<code>: <detail>"``). Failed rows have zero arrays.
     """
-    from directsam.data.decode import decode_image, resize_rgb
+    from directsam.data.decode import decode_image, read_image_header, resize_rgb
 
+    if header_only and keep_image:
+        raise ValueError("decode_rows: header_only needs keep_image=False (nothing is decoded)")
     n = len(batch[IMAGE_ID])
     images = np.zeros((n, resolution, resolution, 3), dtype=np.uint8) if keep_image else None
     targets = np.zeros((n, resolution, resolution), dtype=np.uint8) if thickness else None
@@ -188,8 +194,13 @@ def decode_rows(
         try:
             data = _cell(batch, IMAGE_BYTES, i)
             data = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else b""
-            image = decode_image(data, name)
-            heights[i], widths[i] = image.shape[:2]
+            if header_only:
+                header = read_image_header(data, name)
+                image_hw = (header.height, header.width)
+            else:
+                image = decode_image(data, name)
+                image_hw = image.shape[:2]
+            heights[i], widths[i] = image_hw
             if images is not None:
                 images[i] = resize_rgb(image, resolution)
             if targets is not None:
@@ -197,7 +208,7 @@ def decode_rows(
                 boundary = annotation_to_boundary(
                     bytes(ann) if isinstance(ann, (bytes, bytearray, memoryview)) else None,
                     cell_text(_cell(batch, ANNOTATION_KIND, i)) or "none",
-                    image.shape[:2],
+                    image_hw,
                     resolution,
                     int(thickness),  # type: ignore[arg-type]
                     name,

@@ -150,6 +150,7 @@ class BoundaryPredictor:
         limit = max_batch_for(self.resolution, model.config.decoder_hidden_size)
         self.max_batch = min(max_batch, limit) if max_batch is not None else limit
         self.meta = _checkpoint_meta(checkpoint)
+        self._decoders: dict[str, Any] = {}  # predict_bytes: image_decode -> GPU decoder | None
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         import torch
@@ -238,6 +239,42 @@ class BoundaryPredictor:
                 )
                 out.append(torch.sigmoid(up[0, 0]).cpu().numpy())
         return out
+
+    def predict_bytes(
+        self,
+        blobs: Sequence[bytes],
+        names: Sequence[str] | None = None,
+        out_size: int | tuple[int, int] | None = None,
+        image_decode: str = "auto",
+    ) -> tuple[np.ndarray, list[str | None]]:
+        """Boundary probabilities for encoded images, decoded on the model's device if possible.
+
+        Plain JPEGs are decoded by nvJPEG when the device is CUDA and a decoder package is
+        installed (``image_decode="auto"``), everything else by Pillow
+        (:mod:`directsam.inference.bytes_input`).
+
+        Args:
+            blobs: encoded images. names: per image a name for error messages.
+            out_size: output side ``S`` or ``(H, W)``; default the model resolution.
+            image_decode: ``auto`` or ``cpu`` (Pillow only).
+
+        Returns:
+            (float32 ``(B, S, S)`` probabilities, zeros for images that failed to decode;
+            per image None or ``"<code>: <detail>"``).
+        """
+        from directsam.inference.bytes_input import bytes_to_pixels
+        from directsam.inference.gpu_decode import select_decoder
+
+        if image_decode not in self._decoders:
+            self._decoders[image_decode] = select_decoder(self.device, image_decode)
+        names = list(names) if names is not None else [f"<image {i}>" for i in range(len(blobs))]
+        dec = bytes_to_pixels(
+            blobs, names, self.resolution, self.device, self._decoders[image_decode]
+        )
+        size = out_size if out_size is not None else self.resolution
+        probs = self.predict_pixels(dec.pixels, size).cpu().numpy()
+        probs[[i for i, e in enumerate(dec.errors) if e]] = 0.0
+        return probs, dec.errors
 
     def predict(
         self,

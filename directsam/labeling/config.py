@@ -14,6 +14,7 @@ from directsam.data.sources.listing import SOURCE_TYPES, SPLITS
 LABEL_MODES = ("single_channel", "force_binary", "rgb")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 DEVICES = ("auto", "cuda", "cpu")
+IMAGE_DECODE_CHOICES = ("auto", "cpu", "gpu")  # as directsam.inference.gpu_decode
 
 
 @dataclass
@@ -98,6 +99,10 @@ class ComputeConfig:
     """Rows per CPU decode task batch."""
     decode_tasks: int | None = None
     """Most concurrent decode tasks (default: the cluster's CPUs)."""
+    image_decode: str = "auto"
+    """Where JPEGs are decoded: cpu (CPU tasks) | gpu (the CUDA model actors, nvJPEG; needs
+    nvidia-nvimgcodec-cu12 or torchvision) | auto (gpu when the actors run on CUDA and such a
+    package is installed, else cpu). See docs/SIZING.md."""
     rows_per_shard: int = 1000
     """Input block size: block k of the sorted listing -> part-{k:06d}.parquet."""
     max_blocks: int | None = None
@@ -116,6 +121,13 @@ class ComputeConfig:
             out.append(("cpus_per_actor", f"must be >= 0, got {self.cpus_per_actor}"))
         if self.max_blocks is not None and self.max_blocks < 0:
             out.append(("max_blocks", f"must be >= 0, got {self.max_blocks}"))
+        if self.image_decode not in IMAGE_DECODE_CHOICES:
+            out.append(
+                (
+                    "image_decode",
+                    f"must be one of {', '.join(IMAGE_DECODE_CHOICES)}, got {self.image_decode!r}",
+                )
+            )
         return out
 
 

@@ -89,6 +89,10 @@ def resolve_compute(cfg: LabelConfig) -> dict[str, Any]:
     if device == "auto":
         device = "cuda" if gpus >= 1 else "cpu"
     actors = cfg.compute.gpu_actors
+    # GPU decode path: the actors get JPEG bytes and decode them (issue 16, docs/SIZING.md).
+    from directsam.inference.gpu_decode import resolve_image_decode
+
+    gpu_decode = resolve_image_decode(cfg.compute.image_decode, device)
     tasks = cfg.compute.decode_tasks or max(1, int(cpus))
     if tasks == actors:
         tasks += 1  # equal sizes would let Ray fuse decode into the actors (see build_dataset)
@@ -104,6 +108,7 @@ def resolve_compute(cfg: LabelConfig) -> dict[str, Any]:
             "num_gpus": cfg.compute.gpus_per_actor,
             "num_cpus": None,
             "decode_tasks": tasks,
+            "gpu_decode": gpu_decode,
         }
     if actors * cfg.compute.cpus_per_actor >= cpus:
         raise ConfigError(
@@ -115,6 +120,7 @@ def resolve_compute(cfg: LabelConfig) -> dict[str, Any]:
         "num_gpus": None,
         "num_cpus": cfg.compute.cpus_per_actor,
         "decode_tasks": tasks,
+        "gpu_decode": gpu_decode,
     }
 
 
@@ -158,9 +164,10 @@ def build_dataset(
     # An explicit task-pool size other than the actor pool's keeps Ray Data from fusing this
     # stage into the model actors (Task->Actor fusion), where it would run serially.
     tasks = compute["decode_tasks"]
+    gpu_decode = bool(compute.get("gpu_decode"))  # then [1] reads headers, [2] decodes
     ds = ds.map_batches(
         prepare_rows,
-        fn_kwargs={"resolution": res, "thickness": thickness},
+        fn_kwargs={"resolution": res, "thickness": thickness, "decode_images": not gpu_decode},
         batch_size=cfg.compute.decode_batch_size,
         num_cpus=1,
         compute=ray.data.TaskPoolStrategy(size=tasks),
@@ -175,6 +182,7 @@ def build_dataset(
         "compile": cfg.model.compile,
         "channels_last": cfg.model.channels_last,
         "allow_pickle": cfg.model.allow_pickle,
+        "image_decode": cfg.compute.image_decode if gpu_decode else "cpu",
     }
     resources = {k: compute[k] for k in ("num_gpus", "num_cpus") if compute.get(k) is not None}
     ds = ds.map_batches(
@@ -330,6 +338,8 @@ def _run_pending(
     plans = {b.index: b for b in pending}
     rows = [dict(by_id[i].to_row(), block=b.index) for b in pending for i in b.image_ids]
     compute = resolve_compute(cfg)
+    where = "in the model actors (GPU)" if compute.get("gpu_decode") else "in CPU tasks"
+    log(f"image decode: {where}")
     _configure_data_context()
     ds = build_dataset(rows, cfg, thickness, compute)
 

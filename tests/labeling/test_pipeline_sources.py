@@ -116,6 +116,7 @@ def test_compute_resources_are_checked_against_the_cluster(ray_local, tmp_path):
         "num_gpus": None,
         "num_cpus": 1.0,
         "decode_tasks": 2,  # the cluster's CPUs
+        "gpu_decode": False,  # CPU actors: the CPU tasks decode
     }
     cfg.compute.gpu_actors = 2  # two 1-CPU model actors would leave no CPU to decode
     with pytest.raises(ConfigError, match="--gpu-actors 2 CPU model actors"):

@@ -155,13 +155,14 @@ def run_predict(args: argparse.Namespace) -> int:
     from directsam.config import ConfigError
     from directsam.data.decode import decode_image
     from directsam.inference.denoise import denoise_tokens
-    from directsam.inference.predictor import BoundaryPredictor, _checkpoint_meta
+    from directsam.inference.predictor import BoundaryPredictor
     from directsam.inference.tokens import probs_to_tokens
+    from directsam.model.spec import read_checkpoint_meta
     from directsam.schema import READ_FAILED, InputError
 
     _check_args(args)
     try:
-        meta = _checkpoint_meta(args.checkpoint)
+        meta = read_checkpoint_meta(args.checkpoint)
         resolution = args.resolution or int(meta.get("resolution") or DEFAULT_RESOLUTION)
         threshold = args.threshold or float(meta.get("threshold") or DEFAULT_THRESHOLD)
         predictor = BoundaryPredictor(

@@ -86,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from directsam import preflight
     from directsam.config import ConfigError
 
     problems = token_flag_problems(args)
@@ -93,6 +94,8 @@ def _check_args(args: argparse.Namespace) -> None:
         problems.append(f"--pyramid must be >= 0 layers, got {args.pyramid}")
     if problems:
         raise ConfigError("; ".join(problems))
+    preflight.check_output_dir(args.output, "--output")
+    preflight.check_checkpoint(args.checkpoint, "--checkpoint", args.allow_pickle)
 
 
 def token_flag_problems(args: argparse.Namespace) -> list[str]:

@@ -78,9 +78,25 @@ def bounded_http(timeout_s: float = HTTP_TIMEOUT_S) -> Iterator[None]:
 
 
 def first_line(err: BaseException) -> str:
-    """A one-line description of ``err`` (MLflow messages can span pages)."""
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0][:300]}" if lines else type(err).__name__
+    """A short one-line description of ``err`` (MLflow messages can span pages)."""
+    text = str(err)
+    for needle, short in _CAUSES:
+        if needle in text:
+            return short
+    lines = text.strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
+
+
+# Substrings of requests/urllib3 errors (wrapped in MlflowException) -> what they mean.
+_CAUSES = (
+    ("Connection refused", "connection refused"),
+    ("NewConnectionError", "connection refused"),
+    ("Read timed out", "timed out"),
+    ("ConnectTimeout", "timed out"),
+    ("RemoteDisconnected", "connection lost"),
+    ("Connection aborted", "connection lost"),
+    ("Connection reset", "connection lost"),
+)
 
 
 def is_refusal(err: BaseException) -> bool:
@@ -359,3 +375,8 @@ class TrackingClient:
             self._spool("end_run", run, status=status, end_time=now)
         except Exception as err:  # noqa: BLE001 - anything at all: the job's error comes first
             self._spool("end_run", run, status=status, end_time=now, error=first_line(err))
+
+
+def as_client(tracking: TrackingClient | str) -> TrackingClient:
+    """``tracking`` itself, or a :class:`TrackingClient` for a tracking URI."""
+    return tracking if isinstance(tracking, TrackingClient) else TrackingClient(tracking)

@@ -21,7 +21,6 @@ from typing import Any
 from directsam.tracking.client import HTTP_TIMEOUT_S, RETRY_BUDGET_S, RunRef, TrackingClient
 from directsam.tracking.client import RUN_KEY_TAG as RUN_KEY_TAG  # re-exported
 from directsam.tracking.client import RUN_NAME_TAG as RUN_NAME_TAG  # re-exported
-from directsam.tracking.spool import count_records
 
 # SQLAlchemy dialects MLflow stores accept, plus servers and Databricks.
 _SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
@@ -149,15 +148,17 @@ def ensure_experiment(
         return exp.experiment_id
 
 
-def spool_warning(spool: str | os.PathLike[str], uri: str | None, reason: str | None = None) -> str:
-    """The one warning a job prints when tracking records were spooled ("" when none were)."""
-    n = count_records(spool) if Path(spool).exists() else 0
-    if not n:
+def spool_warning(
+    spool: str | os.PathLike[str], uri: str | None, reason: str | None = None, count: int = 0
+) -> str:
+    """The one warning a job prints when ``count`` tracking records went to the spool folder
+    ``spool`` ("" when ``count`` is 0)."""
+    if not count:
         return ""
     why = f" ({reason})" if reason else ""
     return (
-        f"warning: MLflow at {uri} was unreachable{why}; {n} tracking records were written to "
-        f"{spool}; the job's own results are complete. Send them later with: "
+        f"warning: MLflow at {uri} was unreachable{why}; {count} tracking records were written "
+        f"to {spool}; the job's own results are complete. Send them later with: "
         f"directsam tracking replay {spool}"
     )
 
@@ -275,7 +276,7 @@ class MlflowTracker(NoopTracker):
         self.client.end_run(self.ref, status)
 
     def warning(self) -> str:
-        return spool_warning(self.spool_path, self.uri, self.client.offline)
+        return spool_warning(self.spool_path, self.uri, self.client.offline, self.spooled)
 
 
 def get_tracker(

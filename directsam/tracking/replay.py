@@ -25,11 +25,12 @@ class ReplayReport:
 
     uri: str
     sent: int = 0
-    """Operations that changed the server."""
+    """Spooled operations that changed the server."""
     skipped: int = 0
-    """Operations the server already reflected."""
+    """Spooled operations the server already reflected."""
     failed: list[str] = field(default_factory=list)
-    """Operations refused or impossible (a spooled artifact file gone), with the reason."""
+    """Why operations were refused or impossible (a changed param, an artifact file gone);
+    each spooled operation counts once: sent, skipped or failed."""
     runs: dict[str, str] = field(default_factory=dict)
     """Run key -> run id of every run the spool touched."""
 
@@ -87,39 +88,38 @@ class _Replayer:
                     self.experiment_id(ref["experiment"]), run_name=rec.get("run_name"), tags=tags
                 )
                 run_id = run.info.run_id
-                self.report.sent += 1
         self.report.runs[key] = run_id
         return run_id
 
-    def count(self, sent: bool) -> None:
-        if sent:
-            self.report.sent += 1
-        else:
-            self.report.skipped += 1
-
     # ------------------------------------------------------------------ operations
 
-    def open_run(self, rec: dict[str, Any]) -> None:
+    def open_run(self, rec: dict[str, Any]) -> str:
+        known = rec["run"]["key"] in self.report.runs or self.find(
+            rec["run"]["experiment"], rec["run"]["key"]
+        )
         run_id = self.run_id(rec["run"], rec)
-        self.set_tags({**rec, "tags": rec.get("tags") or {}}, run_id)
+        outcomes = {self.set_tags({**rec, "tags": rec.get("tags") or {}}, run_id)}
         if rec.get("params"):
-            self.log_params(rec, run_id)
+            outcomes.add(self.log_params(rec, run_id))
+        if "failed" in outcomes:
+            return "failed"
+        return "sent" if not known or "sent" in outcomes else "skipped"
 
-    def log_params(self, rec: dict[str, Any], run_id: str | None = None) -> None:
+    def log_params(self, rec: dict[str, Any], run_id: str | None = None) -> str:
         from mlflow.entities import Param
 
         run_id = run_id or self.run_id(rec["run"])
         have = self.client.get_run(run_id).data.params
         missing = {k: v for k, v in rec["params"].items() if k not in have}
-        for k, v in rec["params"].items():
-            if k in have and have[k] != v:
-                self.report.failed.append(f"param {k}: run has {have[k]!r}, spool {v!r}")
         items = [Param(k, v) for k, v in missing.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i : i + 100])
-        self.count(bool(items))
+        conflicts = [k for k, v in rec["params"].items() if k in have and have[k] != v]
+        for k in conflicts:  # MLflow params cannot change once logged
+            self.report.failed.append(f"param {k}: run has {have[k]!r}, spool {rec['params'][k]!r}")
+        return "failed" if conflicts else "sent" if items else "skipped"
 
-    def set_tags(self, rec: dict[str, Any], run_id: str | None = None) -> None:
+    def set_tags(self, rec: dict[str, Any], run_id: str | None = None) -> str:
         from mlflow.entities import RunTag
 
         run_id = run_id or self.run_id(rec["run"])
@@ -127,9 +127,9 @@ class _Replayer:
         items = [RunTag(k, v) for k, v in rec["tags"].items() if have.get(k) != v]
         if items:
             self.client.log_batch(run_id, tags=items)
-        self.count(bool(items))
+        return "sent" if items else "skipped"
 
-    def log_metrics(self, rec: dict[str, Any]) -> None:
+    def log_metrics(self, rec: dict[str, Any]) -> str:
         from mlflow.entities import Metric
 
         run_id = self.run_id(rec["run"])
@@ -146,37 +146,35 @@ class _Replayer:
                 seen.add((step, ts, float(value)))
         if items:
             self.client.log_batch(run_id, metrics=items)
-        self.count(bool(items))
+        return "sent" if items else "skipped"
 
-    def log_artifact(self, rec: dict[str, Any]) -> None:
+    def log_artifact(self, rec: dict[str, Any]) -> str:
         path, artifact_path = Path(rec["path"]), rec.get("artifact_path")
         if not path.exists():
             self.report.failed.append(f"artifact {path}: the local file is gone")
-            return
+            return "failed"
         run_id = self.run_id(rec["run"])
         listed = {Path(f.path).name for f in self.client.list_artifacts(run_id, artifact_path)}
         wanted = {p.name for p in path.iterdir()} if path.is_dir() else {path.name}
         if wanted <= listed:
-            self.count(False)
-        elif path.is_dir():
+            return "skipped"
+        if path.is_dir():
             self.client.log_artifacts(run_id, str(path), artifact_path)
-            self.count(True)
         else:
             self.client.log_artifact(run_id, str(path), artifact_path)
-            self.count(True)
+        return "sent"
 
-    def log_model(self, rec: dict[str, Any]) -> None:
+    def log_model(self, rec: dict[str, Any]) -> str:
         run_id = self.run_id(rec["run"])
         experiment_id = self.client.get_run(run_id).info.experiment_id
         logged = self.client.search_logged_models(
             experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'"
         )
         if logged:
-            self.count(False)
-            return
+            return "skipped"
         if not Path(rec["checkpoint_dir"]).is_dir():
             self.report.failed.append(f"model {rec['checkpoint_dir']}: the checkpoint is gone")
-            return
+            return "failed"
         # The MLflow model flavour lives with delivery (it packs the predictor); imported only
         # when a spool holds a model to log.
         from directsam.delivery.registry import log_checkpoint_model
@@ -187,16 +185,14 @@ class _Replayer:
             run_id=run_id,
             tracking_uri=self.uri,
         )
-        self.count(True)
+        return "sent"
 
-    def end_run(self, rec: dict[str, Any]) -> None:
+    def end_run(self, rec: dict[str, Any]) -> str:
         run_id = self.run_id(rec["run"])
-        info = self.client.get_run(run_id).info
-        if info.status == rec["status"]:
-            self.count(False)
-            return
+        if self.client.get_run(run_id).info.status == rec["status"]:
+            return "skipped"
         self.client.set_terminated(run_id, status=rec["status"], end_time=rec.get("end_time"))
-        self.count(True)
+        return "sent"
 
 
 def spool_uri(path: str | os.PathLike[str]) -> str | None:
@@ -225,7 +221,7 @@ def replay(
         raise ValueError(f"{path}: the spool names no single tracking URI; pass --tracking-uri")
     with bounded_http():
         replayer = _Replayer(target)
-        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+        handlers: dict[str, Callable[[dict[str, Any]], str]] = {
             "open_run": replayer.open_run,
             "log_params": replayer.log_params,
             "set_tags": replayer.set_tags,
@@ -240,11 +236,14 @@ def replay(
                 replayer.report.failed.append(f"unknown spool operation {rec['op']!r}")
                 continue
             try:
-                handler(rec)
+                outcome = handler(rec)
             except Exception as err:  # noqa: BLE001
                 if not is_refusal(err):
                     raise
                 replayer.report.failed.append(f"{rec['op']}: {first_line(err)}")
+                outcome = "failed"
+            if outcome != "failed":
+                setattr(replayer.report, outcome, getattr(replayer.report, outcome) + 1)
     if log is not None:
         r = replayer.report
         log(

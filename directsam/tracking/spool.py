@@ -112,6 +112,10 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[tuple[Path, dict[str,
                     yield file, record, number
 
 
-def count_records(path: str | os.PathLike[str]) -> int:
-    """Operations (headers excluded) spooled at ``path``."""
-    return sum(1 for _, record, _ in read_records(path) if record["op"] != "header")
+def count_records(path: str | os.PathLike[str], since: float | None = None) -> int:
+    """Operations (headers excluded) spooled at ``path`` (at or after time ``since``)."""
+    return sum(
+        1
+        for _, record, _ in read_records(path)
+        if record["op"] != "header" and (since is None or record.get("t", 0.0) >= since)
+    )

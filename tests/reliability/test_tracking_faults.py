@@ -19,6 +19,7 @@ import pytest
 from tests.tracking.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # 22 short-lived processes
 
 
 def _commands(sample: Path, out: Path) -> dict[str, list[str]]:

@@ -19,6 +19,8 @@ from directsam.tracking.replay import replay
 from directsam.tracking.spool import count_records, read_records
 from tests.tracking.server import MlflowServer
 
+pytestmark = pytest.mark.slow  # a server process, killed and restarted
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

@@ -78,6 +78,23 @@ def check_exists(value: str | None, flag: str, kind: str = "any") -> None:
         raise ConfigError(f"{flag} {value}: not a file")
 
 
+def check_source(
+    input: str,
+    source: str,
+    annotations: str | None = None,
+    labels: str | None = None,
+    *,
+    input_flag: str = "--input",
+    annotations_flag: str = "--annotations",
+    labels_flag: str = "--labels",
+) -> None:
+    """A job's source flags: the input (:func:`check_input`), and the annotation file or folder
+    and the label-map folder when given."""
+    check_input(input, source, input_flag)
+    check_exists(annotations, annotations_flag)
+    check_exists(labels, labels_flag, "dir")
+
+
 def _creatable(path: Path) -> Path | None:
     """The nearest existing ancestor of ``path`` when it is not a writable folder, else None."""
     parent = path

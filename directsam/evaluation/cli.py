@@ -171,9 +171,7 @@ def preflight(cfg: Any, sweep: bool) -> str | None:
     flag); returns the tracking URI (None with ``--no-tracking``)."""
     from directsam import preflight as pf
 
-    pf.check_input(cfg.input, cfg.source, "--input")
-    pf.check_exists(cfg.annotations, "--annotations")
-    pf.check_exists(cfg.labels, "--labels", "dir")
+    pf.check_source(cfg.input, cfg.source, cfg.annotations, cfg.labels)
     pf.check_output_dir(cfg.output, "--output")
     pf.check_output_dir(cfg.cache_dir, "--cache-dir")
     if sweep and cfg.storage_path:

@@ -121,7 +121,7 @@ def tracking_warning(tracking: TrackingClient | None) -> str:
         return ""
     from directsam.tracking import spool_warning
 
-    return spool_warning(tracking.spool_path, tracking.uri, tracking.offline, tracking.spooled)
+    return spool_warning(tracking.spool_path, tracking.uri, tracking.reason(), tracking.spooled)
 
 
 def _grid_param(values: list[Any]) -> Any:

@@ -163,9 +163,7 @@ def preflight(cfg: LabelConfig) -> str | None:
     from directsam import preflight as pf
 
     src = cfg.source
-    pf.check_input(src.input, src.type, "--input")
-    pf.check_exists(src.annotations, "--annotations")
-    pf.check_exists(src.labels, "--labels", "dir")
+    pf.check_source(src.input, src.type, src.annotations, src.labels)
     pf.check_output_dir(cfg.output, "--output")
     pf.check_checkpoint(cfg.model.checkpoint, "--checkpoint", cfg.model.allow_pickle)
     return pf.check_tracking(cfg.tracking.uri, cfg.tracking.enabled)

@@ -30,8 +30,8 @@ T = TypeVar("T")
 RUN_KEY_TAG = "directsam.run_key"
 """Tag that identifies a run across processes, restarts and replays."""
 RUN_NAME_TAG = "directsam.run_name"
-HTTP_TIMEOUT_S = 5.0
-RETRY_BUDGET_S = 10.0
+HTTP_TIMEOUT_S = 10.0
+RETRY_BUDGET_S = 5.0
 _MAX_PARAM_LEN = 6000  # MLflow 3 limit on a param value
 _BATCH = 100  # MLflow's log_batch limit on params
 # REST error codes that retrying cannot fix (the server is up and said no).
@@ -169,6 +169,12 @@ class TrackingClient:
     @property
     def spooled(self) -> int:
         return self.spool.count
+
+    def reason(self) -> str | None:
+        """Why records were spooled: the server gone, else the first refusal (None: neither)."""
+        if self.offline:
+            return f"unreachable: {self.offline}"
+        return f"refused: {self.refused[0]}" if self.refused else None
 
     @property
     def spool_path(self) -> Path:

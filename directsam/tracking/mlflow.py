@@ -157,8 +157,8 @@ def spool_warning(
         return ""
     why = f" ({reason})" if reason else ""
     return (
-        f"warning: MLflow at {uri} was unreachable{why}; {count} tracking records were written "
-        f"to {spool}; the job's own results are complete. Send them later with: "
+        f"warning: MLflow at {uri} did not take {count} tracking records{why}; they are in "
+        f"{spool}, and the job's own results are complete. Send them later with: "
         f"directsam tracking replay {spool}"
     )
 
@@ -276,7 +276,7 @@ class MlflowTracker(NoopTracker):
         self.client.end_run(self.ref, status)
 
     def warning(self) -> str:
-        return spool_warning(self.spool_path, self.uri, self.client.offline, self.spooled)
+        return spool_warning(self.spool_path, self.uri, self.client.reason(), self.spooled)
 
 
 def get_tracker(

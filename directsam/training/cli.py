@@ -178,9 +178,8 @@ def preflight(cfg: TrainConfig) -> str | None:
     from directsam import preflight as pf
 
     d = cfg.data
-    pf.check_input(d.input, d.source, "--data")
-    pf.check_exists(d.annotations, "--set data.annotations")
-    pf.check_exists(d.labels, "--set data.labels", "dir")
+    pf.check_source(d.input, d.source, d.annotations, d.labels, input_flag="--data",
+                    annotations_flag="--set data.annotations", labels_flag="--set data.labels")  # fmt: skip
     pf.check_output_dir(cfg.run.storage_path, "--storage-path")
     pf.check_checkpoint(cfg.init, "--init", cfg.allow_pickle)
     return pf.check_tracking(cfg.tracking.uri, cfg.tracking.enabled)

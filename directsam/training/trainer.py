@@ -213,7 +213,8 @@ def run_training(
     if cfg.tracking.enabled:  # the driver's and the workers' spooled records of this run
         spool = spool_dir(cfg)
         spooled = count_records(spool, since=started) if spool.exists() else 0
-        warning = spool_warning(spool, cfg.tracking.uri, tracker.offline, spooled)
+        reason = tracker.client.reason() if hasattr(tracker, "client") else None
+        warning = spool_warning(spool, cfg.tracking.uri, reason, spooled)
     return TrainingResult(
         run_name=cfg.run_name(),
         checkpoint=checkpoint_uri(checkpoint) if checkpoint is not None else None,

@@ -69,7 +69,7 @@ def test_outage_is_spooled_and_replay_restores_it_once(server, tmp_path):
     assert late.run_id is None
     late.log_metrics({"acc": 0.5}, 7)
     late.end("FINISHED")
-    assert tracker.warning().startswith("warning: MLflow at " + server.uri)
+    assert tracker.warning().startswith(f"warning: MLflow at {server.uri} did not take 6 ")
     assert f"directsam tracking replay {spool}" in tracker.warning()
 
     records = [rec for _, rec, _ in read_records(spool)]

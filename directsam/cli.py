@@ -22,7 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "directsam.evaluation.cli",  # evaluate, sweep, compare
     "directsam.delivery.cli",  # segment, export
     "directsam.submit",  # submit
-    "directsam.tracking.cli",  # tracking replay
+    "directsam.tracking_cli",  # tracking replay
 )
 
 

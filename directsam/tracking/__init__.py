@@ -5,7 +5,7 @@ the server is gone (:mod:`directsam.tracking.spool`), sent later by
 ``directsam tracking replay`` (:mod:`directsam.tracking.replay`).
 """
 
-from directsam.tracking.client import RunRef, TrackingClient
+from directsam.tracking.client import RunRef, TrackingClient, ensure_experiment
 from directsam.tracking.lineage import lineage
 from directsam.tracking.mlflow import (
     MlflowTracker,
@@ -13,7 +13,6 @@ from directsam.tracking.mlflow import (
     TrackingError,
     check_reachable,
     check_store,
-    ensure_experiment,
     get_tracker,
     resolve_tracking_uri,
     spool_warning,

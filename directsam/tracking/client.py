@@ -77,6 +77,36 @@ def bounded_http(timeout_s: float = HTTP_TIMEOUT_S) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def default_artifact_location(uri: str) -> str | None:
+    """Artifact root beside a sqlite store (``mlartifacts/``); None lets a server decide."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def ensure_experiment(
+    name: str, uri: str, artifact_location: str | None = None, client: Any = None
+) -> str:
+    """Return the id of experiment ``name``, creating it with an explicit artifact location."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = client or MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = artifact_location or default_artifact_location(uri)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # Another process created it between our lookup and create.
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
 def first_line(err: BaseException) -> str:
     """A short one-line description of ``err`` (MLflow messages can span pages)."""
     text = str(err)
@@ -220,8 +250,6 @@ class TrackingClient:
     def experiment_id(self, name: str) -> str:
         """Id of experiment ``name``, created with an explicit artifact root when missing."""
         if name not in self._experiments:
-            from directsam.tracking.mlflow import ensure_experiment
-
             self._experiments[name] = self.call(
                 "experiment", lambda c: ensure_experiment(name, self.uri, client=c)
             )

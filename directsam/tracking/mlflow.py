@@ -18,7 +18,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from directsam.tracking.client import HTTP_TIMEOUT_S, RETRY_BUDGET_S, RunRef, TrackingClient
+from directsam.tracking.client import (
+    HTTP_TIMEOUT_S,
+    RETRY_BUDGET_S,
+    RunRef,
+    TrackingClient,
+)
 from directsam.tracking.client import RUN_KEY_TAG as RUN_KEY_TAG  # re-exported
 from directsam.tracking.client import RUN_NAME_TAG as RUN_NAME_TAG  # re-exported
 
@@ -64,14 +69,6 @@ def resolve_tracking_uri(flag: str | None = None, workdir: str | Path | None = N
             "sqlite:///path/mlflow.db"
         )
     return uri
-
-
-def default_artifact_location(uri: str) -> str | None:
-    """Artifact root beside a sqlite store (``mlartifacts/``); None lets a server decide."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        return (db.parent / "mlartifacts").resolve().as_uri()
-    return None
 
 
 def check_reachable(uri: str, timeout_s: float = 2.0, label: str | None = None) -> None:
@@ -124,28 +121,6 @@ def check_store(uri: str, *, must_exist: bool = False, label: str | None = None)
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise TrackingError(f"{where}: cannot create {db} ({parent} is not a writable folder)")
-
-
-def ensure_experiment(
-    name: str, uri: str, artifact_location: str | None = None, client: Any = None
-) -> str:
-    """Return the id of experiment ``name``, creating it with an explicit artifact location."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = client or MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = artifact_location or default_artifact_location(uri)
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:
-        # Another process created it between our lookup and create.
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 def spool_warning(

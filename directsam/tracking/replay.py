@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from directsam.tracking.client import RUN_KEY_TAG, bounded_http, first_line, is_refusal
+from directsam.tracking.client import (
+    RUN_KEY_TAG,
+    bounded_http,
+    ensure_experiment,
+    first_line,
+    is_refusal,
+)
 from directsam.tracking.spool import read_records
 
 
@@ -35,23 +41,25 @@ class ReplayReport:
     """Run key -> run id of every run the spool touched."""
 
 
-class _Replayer:
-    def __init__(self, uri: str):
-        from mlflow.tracking import MlflowClient
+ModelLogger = Callable[[str, "str | None", str, str], Any]
+"""``log(checkpoint_dir, registered_model_name, run_id, tracking_uri)``: logs an MLflow model."""
 
-        from directsam.tracking.mlflow import ensure_experiment
+
+class _Replayer:
+    def __init__(self, uri: str, log_model: ModelLogger | None):
+        from mlflow.tracking import MlflowClient
 
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         self.report = ReplayReport(uri)
-        self._ensure = ensure_experiment
+        self._log_model = log_model
         self._experiments: dict[str, str] = {}
         self._history: dict[tuple[str, str], set[tuple[int, int, float]]] = {}
         self._checked: set[str] = set()
 
     def experiment_id(self, name: str) -> str:
         if name not in self._experiments:
-            self._experiments[name] = self._ensure(name, self.uri, client=self.client)
+            self._experiments[name] = ensure_experiment(name, self.uri, client=self.client)
         return self._experiments[name]
 
     def find(self, experiment: str, key: str) -> Any | None:
@@ -175,16 +183,10 @@ class _Replayer:
         if not Path(rec["checkpoint_dir"]).is_dir():
             self.report.failed.append(f"model {rec['checkpoint_dir']}: the checkpoint is gone")
             return "failed"
-        # The MLflow model flavour lives with delivery (it packs the predictor); imported only
-        # when a spool holds a model to log.
-        from directsam.delivery.registry import log_checkpoint_model
-
-        log_checkpoint_model(
-            rec["checkpoint_dir"],
-            rec.get("registered_model_name"),
-            run_id=run_id,
-            tracking_uri=self.uri,
-        )
+        if self._log_model is None:
+            self.report.failed.append(f"model {rec['checkpoint_dir']}: no model logger given")
+            return "failed"
+        self._log_model(rec["checkpoint_dir"], rec.get("registered_model_name"), run_id, self.uri)
         return "sent"
 
     def end_run(self, rec: dict[str, Any]) -> str:
@@ -203,10 +205,17 @@ def spool_uri(path: str | os.PathLike[str]) -> str | None:
 
 
 def replay(
-    path: str | os.PathLike[str], uri: str | None = None, log: Callable[[str], Any] | None = None
+    path: str | os.PathLike[str],
+    uri: str | None = None,
+    log: Callable[[str], Any] | None = None,
+    log_model: ModelLogger | None = None,
 ) -> ReplayReport:
     """Send every spooled operation at ``path`` (a spool file or folder) to ``uri`` (default:
     the URI the spool was written for), oldest first, skipping what the server already has.
+
+    ``log_model`` logs a spooled MLflow model (training's final checkpoint); the MLflow model
+    flavour lives above this package, so the caller passes it (``directsam tracking replay``
+    does); without it such records are reported as failed.
 
     Raises:
         ValueError: nothing to replay, or no single URI to replay to.
@@ -220,7 +229,7 @@ def replay(
     if not target:
         raise ValueError(f"{path}: the spool names no single tracking URI; pass --tracking-uri")
     with bounded_http():
-        replayer = _Replayer(target)
+        replayer = _Replayer(target, log_model)
         handlers: dict[str, Callable[[dict[str, Any]], str]] = {
             "open_run": replayer.open_run,
             "log_params": replayer.log_params,

@@ -144,7 +144,9 @@ def finish_run(
                 if log_artifact:
                     log_final_model(tracker, directory)
                 if log_model:
-                    client.log_model(tracker.ref, directory, registered_model_name, _log_model)
+                    client.log_model(
+                        tracker.ref, directory, registered_model_name, log_checkpoint_to_run
+                    )
     if metrics:
         step = int(metrics.get("step", 0))
         wanted = {k: v for k, v in metrics.items() if k.startswith("steady_")}
@@ -152,7 +154,9 @@ def finish_run(
     tracker.end("FINISHED")
 
 
-def _log_model(directory: str, name: str | None, run_id: str, uri: str) -> None:
+def log_checkpoint_to_run(directory: str, name: str | None, run_id: str, uri: str) -> None:
+    """Log a checkpoint directory as the MLflow model of run ``run_id`` (registered as ``name``
+    when given); also what ``directsam tracking replay`` uses for spooled models."""
     from directsam.delivery.registry import log_checkpoint_model
 
     log_checkpoint_model(directory, name, run_id=run_id, tracking_uri=uri)

@@ -1,5 +1,8 @@
 """``directsam tracking replay SPOOL``: send the MLflow records a job spooled while the tracking
 server was unreachable (see docs/RELIABILITY.md). Idempotent: a second replay adds nothing.
+
+An entry point above the stages: a spool may hold training's final model, which is logged with
+the MLflow model flavour of ``directsam.delivery`` (through ``directsam.training.track``).
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ def run_replay(args: argparse.Namespace) -> int:
     """Replay ``args.spool``; 0 when everything is on the server, 1 when some records failed."""
     from directsam.preflight import check_spool, check_tracking
     from directsam.tracking.replay import replay, spool_uri
+    from directsam.training.track import log_checkpoint_to_run
 
     check_spool(args.spool)
     uri = check_tracking(args.tracking_uri or spool_uri(args.spool), enabled=True)
     try:
-        report = replay(args.spool, uri, log=print)
+        report = replay(args.spool, uri, log=print, log_model=log_checkpoint_to_run)
     except Exception as err:  # noqa: BLE001 - the server went away mid-replay: say so, briefly
         from directsam.tracking.client import first_line
 
@@ -57,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m directsam.tracking.cli SPOOL``: same as ``directsam tracking replay``."""
+    """``python -m directsam.tracking_cli SPOOL``: same as ``directsam tracking replay``."""
     from directsam.config import ConfigError
 
     parser = argparse.ArgumentParser(prog="directsam tracking replay", description=__doc__)

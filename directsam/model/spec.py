@@ -84,8 +84,14 @@ def parse_scratch_spec(spec: str) -> tuple[str, int]:
     return size, seed
 
 
+def is_local_path(spec: str) -> bool:
+    """A spec that names a local folder: an existing directory, or written as a path (``.``,
+    ``/``, ``~``) even when it does not exist (yet)."""
+    return spec.startswith((".", "/", "~")) or Path(spec).expanduser().is_dir()
+
+
 def is_hub_id(spec: str) -> bool:
-    """The hub-id rule: ``owner/name`` (one slash), not a path (``.``, ``/``, ``~``), no scheme."""
+    """The hub-id rule: ``owner/name`` (one slash), not written as a path, no scheme."""
     return (
         spec.count("/") == 1
         and not spec.startswith((".", "/", "~"))

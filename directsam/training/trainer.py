@@ -57,12 +57,13 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     Workers run in another working directory (Ray Train changes it), so relative paths are
     resolved here, once, on the driver; the run name is hashed from the absolute data path.
     """
+    from directsam.model.spec import is_local_path
     from directsam.tracking import resolve_tracking_uri
 
     cfg = from_dict(type(cfg), to_dict(cfg))
     d = cfg.data
     d.input, d.annotations, d.labels = _abs(d.input), _abs(d.annotations), _abs(d.labels)
-    if cfg.init.startswith((".", "/", "~")) or os.path.isdir(cfg.init):
+    if is_local_path(cfg.init):
         cfg.init = _abs(cfg.init) or cfg.init
     cfg.run.storage_path = _abs(cfg.run.storage_path) or cfg.run.storage_path
     cfg.debug.fail_marker = _abs(cfg.debug.fail_marker)

@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "directsam.evaluation.cli",  # evaluate, sweep, compare
     "directsam.delivery.cli",  # segment, export
     "directsam.submit",  # submit
+    "directsam.tracking_cli",  # tracking replay
 )
 
 

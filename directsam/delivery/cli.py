@@ -129,6 +129,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
+    from directsam import preflight
     from directsam.config import ConfigError
     from directsam.inference.predict_cli import token_flag_problems
 
@@ -137,6 +138,21 @@ def _check(args: argparse.Namespace) -> None:
         problems.append("--batch-size and --actors must be >= 1")
     if problems:
         raise ConfigError("; ".join(problems))
+    if args.image:
+        preflight.check_exists(args.image, "--image", "file")
+    else:
+        preflight.check_input(args.input, args.source, "--input")
+    preflight.check_output_dir(args.output, "--output")
+    preflight.check_checkpoint(args.checkpoint, "--checkpoint")
+
+
+def _check_export(args: argparse.Namespace) -> None:
+    from directsam import preflight
+
+    preflight.check_output_dir(args.output, "--output")
+    preflight.check_checkpoint(args.checkpoint, "--checkpoint", args.allow_pickle)
+    if args.tracking_uri is not None:
+        preflight.check_tracking(args.tracking_uri, reader=True)
 
 
 def run_segment_cmd(args: argparse.Namespace) -> int:
@@ -196,6 +212,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     """``directsam export``."""
     from directsam.config import ConfigError
 
+    _check_export(args)
     try:
         if args.format == "onnx":
             from directsam.delivery.onnx_export import export_onnx

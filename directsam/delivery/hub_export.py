@@ -224,8 +224,8 @@ def export_hub(
         tracking_uri, experiment: where to read evaluation runs for the card (both or neither).
         allow_pickle: accept a ``pytorch_model.bin``-only source (the export is safetensors).
     """
-    from directsam.inference.predictor import _checkpoint_meta
-    from directsam.model.build import checkpoint_sha, load_model
+    from directsam.model.build import load_model
+    from directsam.model.spec import checkpoint_sha, read_checkpoint_meta
     from directsam.tracking import lineage
 
     if tracking_uri is not None and experiment is None:
@@ -234,7 +234,7 @@ def export_hub(
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(checkpoint, allow_pickle=allow_pickle)
     sha = checkpoint_sha(checkpoint, model)
-    meta = dict(_checkpoint_meta(checkpoint))
+    meta = dict(read_checkpoint_meta(checkpoint))
     meta.setdefault("resolution", DEFAULT_RESOLUTION)
     meta.setdefault("threshold", DEFAULT_THRESHOLD)
     meta["num_parameters"] = int(sum(p.numel() for p in model.parameters()))

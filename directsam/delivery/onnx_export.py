@@ -72,13 +72,13 @@ def export_onnx(
     """
     import torch
 
-    from directsam.inference.predictor import _checkpoint_meta
-    from directsam.model.build import checkpoint_sha, load_model
+    from directsam.model.build import load_model
+    from directsam.model.spec import checkpoint_sha, read_checkpoint_meta
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     if resolution is None:
-        resolution = int(_checkpoint_meta(checkpoint).get("resolution") or 1024)
+        resolution = int(read_checkpoint_meta(checkpoint).get("resolution") or 1024)
     model = load_model(checkpoint, allow_pickle=allow_pickle)
     graph = _wrapper(model)
     path = out / ONNX_FILE

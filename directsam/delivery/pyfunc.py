@@ -71,11 +71,12 @@ class DirectSAMPyfunc(PythonModel):
     """Loads the ``checkpoint`` artifact into a ``BoundaryPredictor`` once per process."""
 
     def load_context(self, context: Any) -> None:
-        from directsam.inference.predictor import BoundaryPredictor, _checkpoint_meta
+        from directsam.inference.predictor import BoundaryPredictor
+        from directsam.model.spec import read_checkpoint_meta
 
         checkpoint = context.artifacts["checkpoint"]
         config = dict(getattr(context, "model_config", None) or {})
-        meta = _checkpoint_meta(checkpoint)
+        meta = read_checkpoint_meta(checkpoint)
         self.predictor = BoundaryPredictor(
             checkpoint,
             device=config.get("device", "auto"),

@@ -10,7 +10,6 @@ install of this project, and any ``models:/`` URI resolves to a plain checkpoint
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -23,8 +22,13 @@ from typing import Any
 import numpy as np
 
 from directsam.delivery.pyfunc import DirectSAMPyfunc, model_signature
+from directsam.model.spec import CHECKPOINT_ARTIFACT
 
-CHECKPOINT_ARTIFACT = "checkpoint"
+# models:/ -> checkpoint directory is a checkpoint-spec rule (directsam.model.spec); re-exported
+# here, where the models are logged.
+from directsam.model.spec import find_checkpoint_dir as find_checkpoint_dir
+from directsam.model.spec import resolve_model_uri as resolve_model_uri
+
 MODEL_NAME = "model"  # the logged model's name inside a run
 DEFAULT_EXPERIMENT = "directsam-models"
 # Distributions the pyfunc imports at load/predict time (pinned to the logging environment).
@@ -181,53 +185,6 @@ def log_checkpoint_model(
         version = info.registered_model_version
         return f"models:/{registered_model_name}/{version}"
     return info.model_uri
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("DIRECTSAM_CACHE") or Path.home() / ".cache" / "directsam")
-
-
-def find_checkpoint_dir(root: Path) -> Path:
-    """The checkpoint directory inside a downloaded MLflow model (or artifact) folder."""
-    for candidate in [root / "artifacts" / CHECKPOINT_ARTIFACT, root]:
-        if (candidate / "model.safetensors").is_file():
-            return candidate
-    found = sorted(p.parent for p in root.rglob("model.safetensors"))
-    if not found:
-        raise FileNotFoundError(f"no model.safetensors in the MLflow model at {root}")
-    return found[0]
-
-
-def resolve_model_uri(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``models:/NAME/VERSION`` (or ``models:/NAME@ALIAS``, ``models:/<model id>``) -> a local
-    checkpoint directory, downloaded through MLflow from the registry at
-    ``MLFLOW_REGISTRY_URI`` / ``MLFLOW_TRACKING_URI`` (else MLflow's default).
-
-    Numbered versions are immutable and cached under ``$DIRECTSAM_CACHE`` (default
-    ``~/.cache/directsam``)/``mlflow-models``; aliases and ``latest`` are downloaded each time.
-    """
-    import mlflow
-
-    registry = mlflow.get_registry_uri()
-    key = hashlib.sha256(f"{registry}\n{spec}".encode()).hexdigest()[:16]
-    base = Path(cache_dir) if cache_dir else _cache_root() / "mlflow-models"
-    target = base / key
-    parts = spec[len("models:/") :].split("/")
-    immutable = len(parts) == 2 and parts[1].isdigit()
-    if immutable and (target / ".complete").is_file():
-        return find_checkpoint_dir(target)
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=base))
-    try:
-        mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=str(tmp))
-        (tmp / ".complete").write_text(spec + "\n")
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return find_checkpoint_dir(target)
 
 
 def images_frame(images: list[Any]) -> Any:

@@ -57,10 +57,11 @@ def get_predictor(
     dtype: str = "auto",
 ) -> BoundaryPredictor:
     """A cached :class:`BoundaryPredictor` (resolution default: the checkpoint's, else 1024)."""
-    from directsam.inference.predictor import BoundaryPredictor, _checkpoint_meta
+    from directsam.inference.predictor import BoundaryPredictor
+    from directsam.model.spec import read_checkpoint_meta
 
     if resolution is None:
-        resolution = int(_checkpoint_meta(checkpoint).get("resolution") or DEFAULT_RESOLUTION)
+        resolution = int(read_checkpoint_meta(checkpoint).get("resolution") or DEFAULT_RESOLUTION)
     key = (checkpoint, int(resolution), device, dtype)
     if key not in _PREDICTORS:
         _PREDICTORS.clear()  # keep at most one model resident

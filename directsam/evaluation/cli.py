@@ -166,33 +166,54 @@ def _print_result(result: Any) -> None:
         print(f"MLflow: {result.tracking_uri} summary run {result.summary_run_id}")
 
 
+def preflight(cfg: Any, sweep: bool) -> str | None:
+    """Every flag of ``evaluate`` / ``sweep`` checked before Ray starts (one line naming the
+    flag); returns the tracking URI (None with ``--no-tracking``)."""
+    from directsam import preflight as pf
+
+    pf.check_source(cfg.input, cfg.source, cfg.annotations, cfg.labels)
+    pf.check_output_dir(cfg.output, "--output")
+    pf.check_output_dir(cfg.cache_dir, "--cache-dir")
+    if sweep and cfg.storage_path:
+        pf.check_output_dir(cfg.storage_path, "--storage-path")
+    pf.check_checkpoint(cfg.checkpoint, "--checkpoint")
+    return pf.check_tracking(cfg.tracking_uri, cfg.tracking)
+
+
 def _run(args: argparse.Namespace, sweep: bool) -> int:
-    from directsam.config import ConfigError
     from directsam.evaluation.config import EvalConfig, SweepConfig
-    from directsam.tracking import TrackingError
 
     cfg = _load(SweepConfig if sweep else EvalConfig, args, sweep)
+    preflight(cfg, sweep)
     _start_ray(args)
     from directsam.evaluation.sweep import run_evaluation, run_sweep
 
-    try:
-        result = run_sweep(cfg) if sweep else run_evaluation(cfg)
-    except TrackingError as err:  # names --tracking-uri; reported like a config mistake
-        raise ConfigError(str(err)) from err
+    result = run_sweep(cfg) if sweep else run_evaluation(cfg)
     _print_result(result)
+    if result.tracking_warning:
+        print(f"directsam {'sweep' if sweep else 'evaluate'}: {result.tracking_warning}",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 
 def _run_compare(args: argparse.Namespace) -> int:
+    from directsam import preflight as pf
+    from directsam.config import ConfigError
     from directsam.evaluation.compare import compare
-    from directsam.tracking import TrackingError, resolve_tracking_uri
 
+    pf.check_output_file(args.output, "--output")
+    uri = pf.check_tracking(args.tracking_uri, reader=True)
+    assert uri is not None
     try:
-        uri = resolve_tracking_uri(args.tracking_uri)
         text, path, _ = compare(args.experiment, uri, args.output, args.dataset, args.checkpoint)
-    except (ValueError, TrackingError) as err:
-        print(f"directsam compare: error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - the server went away after the check
+        from directsam.tracking.client import first_line
+
+        raise ConfigError(
+            f"--tracking-uri {uri}: reading MLflow failed ({first_line(err)})"
+        ) from None
     print(text)
     if path is not None:
         print(f"\nplot: {path}")

@@ -125,12 +125,12 @@ class CacheResult:
 
 def resolve_checkpoint_sha(spec: str) -> str:
     """``checkpoint_sha`` of ``spec``; a hub id not yet cached is fetched (weights file only)."""
-    from directsam.model.build import checkpoint_sha
+    from directsam.model.spec import checkpoint_sha, is_hub_id
 
     try:
         return checkpoint_sha(spec)
     except FileNotFoundError:
-        if spec.count("/") != 1 or spec.startswith((".", "/", "~")):
+        if not is_hub_id(spec):
             raise
         from huggingface_hub import hf_hub_download
 

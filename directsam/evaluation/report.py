@@ -16,9 +16,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from directsam.metrics import table
+
+if TYPE_CHECKING:
+    from directsam.tracking.client import TrackingClient
 
 TAG_KIND = "directsam.kind"
 TAG_SWEEP = "directsam.sweep_id"
@@ -177,53 +180,53 @@ def _num(value: Any, width: int, digits: int) -> str:
 
 
 def log_trial_runs(
-    uri: str, experiment_id: str, rows: Sequence[dict[str, Any]], tags: dict[str, str]
+    tracking: TrackingClient | str,
+    experiment: str,
+    rows: Sequence[dict[str, Any]],
+    tags: dict[str, str],
 ) -> list[str]:
-    """One FINISHED MLflow run per result row (params ``PARAM_NAMES``, metrics ``table.NAMES``)."""
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
+    """One FINISHED MLflow run per result row (params ``PARAM_NAMES``, metrics ``table.NAMES``) in
+    ``experiment``; returns the ids of the runs the server took (spooled ones have none yet)."""
+    from directsam.tracking.client import as_client
 
-    client = MlflowClient(tracking_uri=uri)
+    client = as_client(tracking)
     run_ids = []
     now = int(time.time() * 1000)
     for row in sort_rows(rows):
-        name = run_name(row)
-        run = client.create_run(experiment_id, run_name=name, tags={**tags, TAG_KIND: KIND_TRIAL})
-        client.log_batch(
-            run.info.run_id,
-            params=[Param(k, str(row[k])) for k in PARAM_NAMES],
-            metrics=[
-                Metric(k, float(row[k]), now, 0)
-                for k in table.NAMES
-                if not math.isnan(float(row[k]))
-            ],
-            tags=[RunTag("mlflow.runName", name)],
+        ref, _ = client.open_run(
+            experiment,
+            uuid.uuid4().hex,
+            run_name(row),
+            params={k: row[k] for k in PARAM_NAMES},
+            tags={**tags, TAG_KIND: KIND_TRIAL},
+            reopen=False,
         )
-        client.set_terminated(run.info.run_id, "FINISHED")
-        run_ids.append(run.info.run_id)
+        client.log_metrics(ref, {k: row[k] for k in table.NAMES}, 0, now)
+        client.end_run(ref, "FINISHED")
+        if ref.run_id:
+            run_ids.append(ref.run_id)
     return run_ids
 
 
 def log_summary_run(
-    uri: str,
-    experiment_id: str,
+    tracking: TrackingClient | str,
+    experiment: str,
     tags: dict[str, str],
     params: dict[str, Any],
     output_dir: str | Path,
     run_name: str,
-) -> str:
-    """A FINISHED summary run with ``params`` and everything in ``output_dir`` as artifacts."""
-    from mlflow.entities import Param
-    from mlflow.tracking import MlflowClient
+) -> str | None:
+    """A FINISHED summary run with ``params`` and everything in ``output_dir`` as artifacts;
+    returns its id (None when it was spooled)."""
+    from directsam.tracking.client import as_client
 
-    client = MlflowClient(tracking_uri=uri)
-    run = client.create_run(experiment_id, run_name=run_name, tags={**tags, TAG_KIND: KIND_SUMMARY})
-    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-    for i in range(0, len(items), 100):  # MLflow batch limit
-        client.log_batch(run.info.run_id, params=items[i : i + 100])
-    client.log_artifacts(run.info.run_id, str(output_dir))
-    client.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
+    client = as_client(tracking)
+    ref, _ = client.open_run(
+        experiment, uuid.uuid4().hex, run_name, params, {**tags, TAG_KIND: KIND_SUMMARY}, False
+    )
+    client.log_artifact(ref, output_dir)
+    client.end_run(ref, "FINISHED")
+    return ref.run_id
 
 
 def publish(
@@ -232,14 +235,14 @@ def publish(
     sweep_id: str,
     checkpoint_sha: str,
     cache_location: str,
-    uri: str | None,
-    experiment_id: str | None,
+    tracking: TrackingClient | None,
 ) -> tuple[Path, str | None]:
     """Write ``<cfg.output>/<sweep_id>/`` (results.csv, the plot, panels/) and, when tracking,
     a summary run holding them. Returns (output folder, summary run id or None).
 
     Args:
         cfg: the job's ``EvalConfig``/``SweepConfig``; panels use its resolution's cache.
+        tracking: the job's MLflow client (None: tracking off).
     """
     from directsam.config import flatten
     from directsam.tracking import lineage
@@ -255,7 +258,7 @@ def publish(
         write_panels(
             cache_location, out / PANELS_DIR, cfg.panel_at(), cfg.tolerance, cfg.num_panels
         )
-    if uri is None or experiment_id is None:
+    if tracking is None:
         return out, None
     tags = run_tags(KIND_SUMMARY, sweep_id, cfg.checkpoint, dataset, checkpoint_sha)
     tags[TAG_CACHE] = cache_location
@@ -265,4 +268,4 @@ def publish(
         "checkpoint_sha": checkpoint_sha,
         **{f"lineage.{k}": v for k, v in lineage().items()},
     }
-    return out, log_summary_run(uri, experiment_id, tags, params, out, run_name=sweep_id)
+    return out, log_summary_run(tracking, cfg.experiment, tags, params, out, run_name=sweep_id)

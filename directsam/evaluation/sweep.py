@@ -8,16 +8,18 @@ the driver then adds a summary run with the recall-vs-tokens plot, results.csv a
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from directsam.evaluation import report
 from directsam.evaluation.config import EvalConfig, SweepConfig
 from directsam.evaluation.evaluate import CacheResult, build_cache, score_cache
 from directsam.metrics import table
+
+if TYPE_CHECKING:
+    from directsam.tracking.client import TrackingClient
 
 
 @dataclass
@@ -33,6 +35,9 @@ class SweepResult:
     summary_run_id: str | None = None
     trial_run_ids: list[str] = field(default_factory=list)
     tracking_uri: str | None = None
+    tracking_warning: str = ""
+    """Set when MLflow records were spooled (the server was unreachable): where, and how to
+    send them."""
 
 
 def _score_trial(config: dict[str, Any], caches: dict[int, str]) -> None:
@@ -50,76 +55,74 @@ def _trial_name(trial: Any) -> str:
     return report.run_name(trial.config) + f"-{trial.trial_id}"
 
 
-def trial_run_logger(tracking_uri: str, experiment_id: str, tags: dict[str, str]) -> Any:
+def trial_run_logger(tracking: TrackingClient, experiment: str, tags: dict[str, str]) -> Any:
     """A driver-side Tune ``LoggerCallback``: one MLflow run per trial (params ``PARAM_NAMES``,
-    metrics ``table.NAMES``), tagged with ``tags`` plus ``directsam.kind=trial``.
+    metrics ``table.NAMES``) in ``experiment``, tagged with ``tags`` plus ``directsam.kind=trial``.
 
     Replaces ``MLflowLoggerCallback``, which writes each param and each reported value (ours
     plus Tune's dozen bookkeeping fields) as its own store transaction, ~25 per trial; against
-    a sqlite store that doubled a cached 5-threshold sweep's wall time. Here a trial is three
-    writes: create the run with params, one metrics batch, terminate.
+    a sqlite store that doubled a cached 5-threshold sweep's wall time. Here a trial is four
+    writes (create, params, one metrics batch, terminate), each best effort through
+    ``tracking`` (spooled when the server is gone).
     """
-    import time
+    import uuid
 
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
     from ray.tune.logger import LoggerCallback
+
+    from directsam.tracking.client import RunRef
 
     class TrialRunLogger(LoggerCallback):
         def __init__(self) -> None:
-            self._runs: dict[str, str] = {}
-            self._client: Any = None
-
-        def _mlflow(self) -> Any:
-            if self._client is None:
-                self._client = MlflowClient(tracking_uri=tracking_uri)
-            return self._client
+            self._runs: dict[str, RunRef] = {}
 
         def log_trial_start(self, trial: Any) -> None:
             if trial.trial_id in self._runs:  # restarted trial: same run
                 return
             row = {**trial.config}
-            run = self._mlflow().create_run(
-                experiment_id,
-                run_name=str(trial),
+            ref, _ = tracking.open_run(
+                experiment,
+                uuid.uuid4().hex,
+                str(trial),
+                params={k: row[k] for k in report.PARAM_NAMES},
                 tags={**tags, report.TAG_KIND: report.KIND_TRIAL, "trial_name": str(trial)},
+                reopen=False,
             )
-            self._mlflow().log_batch(
-                run.info.run_id, params=[Param(k, str(row[k])) for k in report.PARAM_NAMES]
-            )
-            self._runs[trial.trial_id] = run.info.run_id
+            self._runs[trial.trial_id] = ref
 
         def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-            now = int(time.time() * 1000)
-            metrics = [
-                Metric(k, float(result[k]), now, int(iteration))
-                for k in table.NAMES
-                if k in result and not math.isnan(float(result[k]))
-            ]
-            self._mlflow().log_batch(self._runs[trial.trial_id], metrics=metrics)
+            metrics = {k: result[k] for k in table.NAMES if k in result}
+            tracking.log_metrics(self._runs[trial.trial_id], metrics, int(iteration))
 
         def run_ids(self) -> list[str]:
-            return list(self._runs.values())
+            return [ref.run_id for ref in self._runs.values() if ref.run_id]
 
         def log_trial_end(self, trial: Any, failed: bool = False) -> None:
-            run_id = self._runs.get(trial.trial_id)
-            if run_id is not None:
-                self._mlflow().set_terminated(run_id, "FAILED" if failed else "FINISHED")
+            ref = self._runs.get(trial.trial_id)
+            if ref is not None:
+                tracking.end_run(ref, "FAILED" if failed else "FINISHED")
 
     return TrialRunLogger()
 
 
-def _tracking(cfg: EvalConfig) -> tuple[str | None, str | None]:
-    """(tracking URI, experiment id), both None when tracking is off."""
+def _tracking(cfg: EvalConfig) -> TrackingClient | None:
+    """The job's best-effort MLflow client (None when tracking is off); records the server does
+    not take go to ``<output>/_mlflow_spool``."""
     if not cfg.tracking:
-        return None, None
-    from directsam.tracking import check_reachable, ensure_experiment, resolve_tracking_uri
+        return None
+    from directsam.tracking import TrackingClient, resolve_tracking_uri
+    from directsam.tracking.spool import spool_dir_beside
 
     uri = resolve_tracking_uri(cfg.tracking_uri)
-    check_reachable(uri)
-    # Created up front with an explicit artifact location (MLflow would otherwise put artifacts
-    # under ./mlruns of the driver's working directory).
-    return uri, ensure_experiment(cfg.experiment, uri)
+    return TrackingClient(uri, spool_dir_beside(cfg.output, f"eval-{cfg.dataset_name()}"))
+
+
+def tracking_warning(tracking: TrackingClient | None) -> str:
+    """The one warning of a job whose MLflow records were spooled ("" when none were)."""
+    if tracking is None or not tracking.spooled:
+        return ""
+    from directsam.tracking import spool_warning
+
+    return spool_warning(tracking.spool_path, tracking.uri, tracking.reason(), tracking.spooled)
 
 
 def tune_config(max_concurrent_trials: int) -> Any:
@@ -155,12 +158,12 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
     sha = first.manifest["spec"]["checkpoint_sha"]
     dataset = cfg.dataset_name()
     sweep_id = report.new_sweep_id(f"{dataset}-sweep")
-    uri, experiment_id = _tracking(cfg)
+    tracking = _tracking(cfg)
     tags = report.run_tags(report.KIND_TRIAL, sweep_id, cfg.checkpoint, dataset, sha)
 
     logger = None
-    if uri is not None and experiment_id is not None:
-        logger = trial_run_logger(uri, experiment_id, tags)
+    if tracking is not None:
+        logger = trial_run_logger(tracking, cfg.experiment, tags)
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrency = cfg.max_concurrent_trials or max(1, int(cpus // cfg.cpus_per_trial))
     storage = cfg.storage_path or os.path.join(cfg.output, "ray_results")
@@ -204,10 +207,14 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
             }
         )
     out, summary_id = report.publish(
-        cfg, report.sort_rows(rows), sweep_id, sha, first.location, uri, experiment_id
+        cfg, report.sort_rows(rows), sweep_id, sha, first.location, tracking
     )
     trial_ids = logger.run_ids() if logger else []
-    return SweepResult(sweep_id, report.sort_rows(rows), caches, out, summary_id, trial_ids, uri)
+    uri = tracking.uri if tracking else None
+    return SweepResult(
+        sweep_id, report.sort_rows(rows), caches, out, summary_id, trial_ids, uri,
+        tracking_warning(tracking),
+    )  # fmt: skip
 
 
 def run_evaluation(cfg: EvalConfig) -> SweepResult:
@@ -227,10 +234,14 @@ def run_evaluation(cfg: EvalConfig) -> SweepResult:
     ]  # fmt: skip
     rows = report.sort_rows(rows)
     sweep_id = report.new_sweep_id(f"{dataset}-eval")
-    uri, experiment_id = _tracking(cfg)
+    tracking = _tracking(cfg)
     trial_ids: list[str] = []
-    if uri is not None and experiment_id is not None:
+    if tracking is not None:
         tags = report.run_tags(report.KIND_TRIAL, sweep_id, cfg.checkpoint, dataset, sha)
-        trial_ids = report.log_trial_runs(uri, experiment_id, rows, tags)
-    out, summary_id = report.publish(cfg, rows, sweep_id, sha, cache.location, uri, experiment_id)
-    return SweepResult(sweep_id, rows, {cfg.resolution: cache}, out, summary_id, trial_ids, uri)
+        trial_ids = report.log_trial_runs(tracking, cfg.experiment, rows, tags)
+    out, summary_id = report.publish(cfg, rows, sweep_id, sha, cache.location, tracking)
+    uri = tracking.uri if tracking else None
+    return SweepResult(
+        sweep_id, rows, {cfg.resolution: cache}, out, summary_id, trial_ids, uri,
+        tracking_warning(tracking),
+    )  # fmt: skip

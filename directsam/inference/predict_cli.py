@@ -86,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from directsam import preflight
     from directsam.config import ConfigError
 
     problems = token_flag_problems(args)
@@ -93,6 +94,8 @@ def _check_args(args: argparse.Namespace) -> None:
         problems.append(f"--pyramid must be >= 0 layers, got {args.pyramid}")
     if problems:
         raise ConfigError("; ".join(problems))
+    preflight.check_output_dir(args.output, "--output")
+    preflight.check_checkpoint(args.checkpoint, "--checkpoint", args.allow_pickle)
 
 
 def token_flag_problems(args: argparse.Namespace) -> list[str]:
@@ -155,13 +158,14 @@ def run_predict(args: argparse.Namespace) -> int:
     from directsam.config import ConfigError
     from directsam.data.decode import decode_image
     from directsam.inference.denoise import denoise_tokens
-    from directsam.inference.predictor import BoundaryPredictor, _checkpoint_meta
+    from directsam.inference.predictor import BoundaryPredictor
     from directsam.inference.tokens import probs_to_tokens
+    from directsam.model.spec import read_checkpoint_meta
     from directsam.schema import READ_FAILED, InputError
 
     _check_args(args)
     try:
-        meta = _checkpoint_meta(args.checkpoint)
+        meta = read_checkpoint_meta(args.checkpoint)
         resolution = args.resolution or int(meta.get("resolution") or DEFAULT_RESOLUTION)
         threshold = args.threshold or float(meta.get("threshold") or DEFAULT_THRESHOLD)
         predictor = BoundaryPredictor(

@@ -73,27 +73,6 @@ def max_batch_for(resolution: int, decoder_hidden_size: int) -> int:
     return max(1, INT32_MAX // per_image)
 
 
-def _checkpoint_meta(spec: str) -> dict[str, Any]:
-    """``directsam.json`` of a directory or a cached hub checkpoint; ``{}`` if there is none."""
-    import json
-    from pathlib import Path
-
-    from directsam.model.checkpoint import META_FILE, read_meta
-
-    if spec.startswith("scratch:"):
-        return {}
-    if spec.startswith("models:/"):
-        from directsam.model.build import resolve_spec
-
-        spec = resolve_spec(spec)
-    if Path(spec).expanduser().is_dir():
-        return read_meta(Path(spec).expanduser())
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(spec, META_FILE)
-    return json.loads(Path(cached).read_text()) if isinstance(cached, str) else {}
-
-
 class BoundaryPredictor:
     """A SegFormer boundary model ready for batched inference.
 
@@ -127,7 +106,8 @@ class BoundaryPredictor:
     ):
         import torch
 
-        from directsam.model.build import checkpoint_sha, load_model
+        from directsam.model.build import load_model
+        from directsam.model.spec import checkpoint_sha, read_checkpoint_meta
 
         if resolution < 32:
             raise ValueError(f"resolution must be >= 32 (SegFormer stride), got {resolution}")
@@ -149,7 +129,7 @@ class BoundaryPredictor:
         self._forward = torch.compile(model) if compile else model
         limit = max_batch_for(self.resolution, model.config.decoder_hidden_size)
         self.max_batch = min(max_batch, limit) if max_batch is not None else limit
-        self.meta = _checkpoint_meta(checkpoint)
+        self.meta = read_checkpoint_meta(checkpoint)
         self._decoders: dict[str, Any] = {}  # predict_bytes: image_decode -> GPU decoder | None
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

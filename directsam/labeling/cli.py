@@ -157,18 +157,30 @@ def build_config(args: argparse.Namespace) -> LabelConfig:
     return cfg
 
 
+def preflight(cfg: LabelConfig) -> str | None:
+    """Every flag of the label job checked before Ray starts (one line naming the flag);
+    returns the tracking URI (None with ``--no-tracking``)."""
+    from directsam import preflight as pf
+
+    src = cfg.source
+    pf.check_source(src.input, src.type, src.annotations, src.labels)
+    pf.check_output_dir(cfg.output, "--output")
+    pf.check_checkpoint(cfg.model.checkpoint, "--checkpoint", cfg.model.allow_pickle)
+    return pf.check_tracking(cfg.tracking.uri, cfg.tracking.enabled)
+
+
 def run_job(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
-    """Connect to Ray, label, and record the run in MLflow (driver only)."""
+    """Connect to Ray, label, and record the run in MLflow (driver only, best effort).
+
+    The summary's ``tracking_warning`` is set when the MLflow server did not take every record
+    (they are in the spool it names); the labels are complete either way.
+    """
     from directsam.config import config_hash
     from directsam.labeling.pipeline import run_labeling
     from directsam.raycluster import init_ray
     from directsam.tracking import get_tracker
+    from directsam.tracking.spool import spool_dir_beside
 
-    if cfg.tracking.enabled:
-        # Fail fast, before Ray starts or any image is read, when the MLflow server is down.
-        from directsam.tracking import check_reachable, resolve_tracking_uri
-
-        check_reachable(resolve_tracking_uri(cfg.tracking.uri))
     init_ray(cfg.address)
     # Same job (same output and label-defining settings) = same MLflow run when resumed.
     shape = (
@@ -188,6 +200,7 @@ def run_job(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
         name,
         flatten(cfg),
         {"directsam.checkpoint": cfg.model.checkpoint, "directsam.dataset": cfg.source.dataset},
+        spool=spool_dir_beside(cfg.output, name),
     )
     try:
         summary = run_labeling(cfg, log=log)
@@ -216,6 +229,8 @@ def run_job(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
         }
     )
     tracker.end("FINISHED")
+    summary["mlflow_run_id"] = tracker.run_id
+    summary["tracking_warning"] = tracker.warning()
     return summary
 
 
@@ -225,17 +240,15 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "smoke_test", False):
         args = _smoke_args(args)
     cfg = build_config(args)
+    preflight(cfg)
     try:
         summary = run_job(cfg)
     except ValueError as err:  # listing / plan problems name their flag
         raise ConfigError(str(err)) from err
-    except RuntimeError as err:  # TrackingError: an unreachable --tracking-uri
-        from directsam.tracking import TrackingError
-
-        if not isinstance(err, TrackingError):
-            raise
-        raise ConfigError(str(err)) from err
-    print(json.dumps({k: v for k, v in summary.items() if k != "first_errors"}, default=str))
+    skip = ("first_errors", "tracking_warning")
+    print(json.dumps({k: v for k, v in summary.items() if k not in skip}, default=str))
+    if summary["tracking_warning"]:
+        print(f"directsam label: {summary['tracking_warning']}", file=sys.stderr)
     return 0 if summary["num_good"] > 0 or summary["num_rows"] == 0 else 1
 
 

@@ -227,7 +227,7 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
     would change finished shards are refused (see :data:`PLAN_KEYS`).
     """
     from directsam.config import to_dict
-    from directsam.model.build import checkpoint_sha
+    from directsam.model.spec import checkpoint_sha
     from directsam.tracking import lineage
 
     src = cfg.source

@@ -1,22 +1,39 @@
-"""MLflow helpers: tracking-URI resolution, experiments with explicit artifact roots, and a
-resume-safe run handle (one MLflow run per ``directsam.run_name`` tag).
+"""MLflow helpers: tracking-URI resolution and checks, experiments with explicit artifact roots,
+and the run handle jobs use (one MLflow run per ``directsam.run_key`` tag).
 
 MLflow 3.13+ refuses the plain ``./mlruns`` file store, so the local default is a sqlite file
 ``mlflow.db`` in the working directory with artifacts under ``mlartifacts/``. Several writers
 (a cluster, parallel jobs) should use an ``mlflow server`` URI instead of sqlite.
+
+Every write goes through :class:`directsam.tracking.client.TrackingClient`: bounded in time,
+spooled to disk when the server is gone, never raising into the job.
 """
 
 from __future__ import annotations
 
 import os
-import time
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-RUN_NAME_TAG = "directsam.run_name"
-_MAX_PARAM_LEN = 6000  # MLflow 3 limit on a param value
+from directsam.tracking.client import (
+    HTTP_TIMEOUT_S,
+    RETRY_BUDGET_S,
+    RunRef,
+    TrackingClient,
+)
+from directsam.tracking.client import RUN_KEY_TAG as RUN_KEY_TAG  # re-exported
+from directsam.tracking.client import RUN_NAME_TAG as RUN_NAME_TAG  # re-exported
+
+# SQLAlchemy dialects MLflow stores accept, plus servers and Databricks.
+_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.-]+:\d+(/.*)?$")
+START_ADVICE = (
+    "Start it with `mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "
+    "sqlite:///mlflow.db` or pass another --tracking-uri"
+)
 
 
 class TrackingError(RuntimeError):
@@ -24,65 +41,101 @@ class TrackingError(RuntimeError):
 
 
 def resolve_tracking_uri(flag: str | None = None, workdir: str | Path | None = None) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<workdir>/mlflow.db``."""
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<workdir>/mlflow.db``.
+
+    Raises:
+        TrackingError: a URI MLflow would refuse or misread: ``host:port`` without ``http://``,
+            the file store (``./mlruns``, ``file:``), or an unknown scheme.
+    """
     if flag:
-        uri = flag
+        uri, where = flag, f"--tracking-uri {flag}"
     elif os.environ.get("MLFLOW_TRACKING_URI"):
         uri = os.environ["MLFLOW_TRACKING_URI"]
+        where = f"--tracking-uri (not given; MLFLOW_TRACKING_URI {uri})"
     else:
         base = Path(workdir or os.getcwd()).resolve()
-        uri = f"sqlite:///{base / 'mlflow.db'}"
-    if uri.startswith("file:") or "://" not in uri:
+        return f"sqlite:///{base / 'mlflow.db'}"
+    if _HOST_PORT.match(uri):
+        raise TrackingError(f"{where}: missing http:// (did you mean http://{uri}?)")
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if uri.startswith("file:") or not scheme:
         raise TrackingError(
-            f"--tracking-uri {uri!r}: the MLflow file store is refused by MLflow 3.13+; "
+            f"{where}: the MLflow file store is refused by MLflow 3.13+; "
             "use sqlite:///path/mlflow.db or http://host:5000"
+        )
+    if scheme not in _SCHEMES:
+        raise TrackingError(
+            f"{where}: unsupported scheme {scheme}://; use http(s)://host:port or "
+            "sqlite:///path/mlflow.db"
         )
     return uri
 
 
-def default_artifact_location(uri: str) -> str | None:
-    """Artifact root beside a sqlite store (``mlartifacts/``); None lets a server decide."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        return (db.parent / "mlartifacts").resolve().as_uri()
-    return None
+def check_reachable(uri: str, timeout_s: float = 2.0, label: str | None = None) -> None:
+    """Fail fast, with a message saying what to do, when an HTTP tracking server is down.
 
-
-def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, with a message saying what to do, when an HTTP tracking server is down."""
+    Raises:
+        TrackingError: no answer within ``timeout_s``, or ``/health`` did not answer 200.
+    """
     if not uri.startswith(("http://", "https://")):
         return
     url = uri.rstrip("/") + "/health"
+    where = label or f"--tracking-uri {uri}"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (user URI)
-            if resp.status >= 400:
-                raise TrackingError(f"MLflow server {uri} answered HTTP {resp.status} on /health")
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
+            status = resp.status
+    except urllib.error.HTTPError as err:
         raise TrackingError(
-            f"--tracking-uri {uri}: MLflow tracking server unreachable ({err}). Start it with "
-            "`mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db` "
-            "or pass another --tracking-uri"
-        ) from err
+            f"{where}: answered HTTP {err.code} on /health; is it an MLflow tracking server?"
+        ) from None
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingError(
+            f"{where}: MLflow tracking server unreachable ({reason}). {START_ADVICE}"
+        ) from None
+    if status >= 400:
+        raise TrackingError(f"{where}: answered HTTP {status} on /health")
 
 
-def ensure_experiment(name: str, uri: str, artifact_location: str | None = None) -> str:
-    """Return the id of experiment ``name``, creating it with an explicit artifact location."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+def check_store(uri: str, *, must_exist: bool = False, label: str | None = None) -> None:
+    """Check a sqlite store's path without creating it; ``must_exist`` for read-only commands.
 
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = artifact_location or default_artifact_location(uri)
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:
-        # Another process created it between our lookup and create.
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    Raises:
+        TrackingError: a missing store (``must_exist``), a folder where the file should be, or
+            a location that cannot be written.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    where = label or f"--tracking-uri {uri}"
+    db = Path(uri[len("sqlite:///") :]).expanduser()
+    if db.is_dir():
+        raise TrackingError(f"{where}: {db} is a folder; name the sqlite file (…/mlflow.db)")
+    if db.exists():
+        if not must_exist and not os.access(db, os.W_OK):
+            raise TrackingError(f"{where}: {db} is not writable")
+        return
+    if must_exist:
+        raise TrackingError(f"{where}: no MLflow store at {db}")
+    parent = db.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise TrackingError(f"{where}: cannot create {db} ({parent} is not a writable folder)")
+
+
+def spool_warning(
+    spool: str | os.PathLike[str], uri: str | None, reason: str | None = None, count: int = 0
+) -> str:
+    """The one warning a job prints when ``count`` tracking records went to the spool folder
+    ``spool`` ("" when ``count`` is 0)."""
+    if not count:
+        return ""
+    why = f" ({reason})" if reason else ""
+    return (
+        f"warning: MLflow at {uri} did not take {count} tracking records{why}; they are in "
+        f"{spool}, and the job's own results are complete. Send them later with: "
+        f"directsam tracking replay {spool}"
+    )
 
 
 class NoopTracker:
@@ -91,6 +144,10 @@ class NoopTracker:
     run_id: str | None = None
     experiment_id: str | None = None
     resumed = False
+    uri: str | None = None
+    offline: str | None = None
+    spool_path: Path | None = None
+    spooled = 0
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         pass
@@ -104,18 +161,31 @@ class NoopTracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         pass
 
-    def log_figure(self, figure: Any, artifact_file: str) -> None:
-        pass
-
     def end(self, status: str = "FINISHED") -> None:
         pass
 
+    def warning(self) -> str:
+        """The spool warning to print at the end of the job ("" when nothing was spooled)."""
+        return ""
+
 
 class MlflowTracker(NoopTracker):
-    """One MLflow run, found again by its ``directsam.run_name`` tag when it already exists.
+    """One MLflow run, found again by its ``directsam.run_key`` tag when it already exists.
 
-    Params are logged only when the run is created (MLflow refuses changed params), so a
-    resubmitted job continues the same run and appends metrics at later steps.
+    Best effort: a server that goes away sends every later record to the spool, and no method
+    raises. Params are logged only when the run is created (MLflow refuses changed params), so
+    a resubmitted job continues the same run and appends metrics at later steps.
+
+    Args:
+        uri: resolved tracking URI.
+        experiment: MLflow experiment name.
+        run_name: the run's display name (also the key when ``key`` is None).
+        params, tags: logged / set when the run is created (tags also when reopened).
+        resume: reopen an existing run with the same key (else always a new run).
+        key: what identifies the run (``directsam.run_key``); default ``run_name``.
+        run_id: attach to this known run (a training worker): nothing is searched or created.
+        spool: spool folder for records the server does not take.
+        role: spool file name part (``driver``, ``rank0`` ...).
     """
 
     def __init__(
@@ -126,70 +196,62 @@ class MlflowTracker(NoopTracker):
         params: dict[str, Any] | None = None,
         tags: dict[str, Any] | None = None,
         resume: bool = True,
+        *,
+        key: str | None = None,
+        run_id: str | None = None,
+        spool: str | os.PathLike[str] | None = None,
+        role: str = "driver",
+        timeout_s: float = HTTP_TIMEOUT_S,
+        retry_budget_s: float = RETRY_BUDGET_S,
     ):
-        from mlflow.tracking import MlflowClient
-
-        check_reachable(uri)
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        self.experiment_id = ensure_experiment(experiment, uri)
         self.run_name = run_name
-        existing = None
-        if resume:
-            found = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
-                max_results=1,
+        self.client = TrackingClient(
+            uri, spool, timeout_s=timeout_s, retry_budget_s=retry_budget_s, role=role
+        )
+        self.ref = RunRef(experiment, key or run_name, run_id)
+        if run_id is None:
+            self.ref, self.resumed = self.client.open_run(
+                experiment, self.ref.key, run_name, params, tags, reopen=resume
             )
-            existing = found[0] if found else None
-        all_tags = {RUN_NAME_TAG: run_name, **{k: str(v) for k, v in (tags or {}).items()}}
-        if existing is not None:
-            self.run_id = existing.info.run_id
-            self.resumed = True
-            self.client.update_run(self.run_id, status="RUNNING")
-            self.set_tags(all_tags)
-        else:
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
-            self.run_id = run.info.run_id
-            self.resumed = False
-            if params:
-                self.log_params(params)
+
+    @property
+    def run_id(self) -> str | None:  # type: ignore[override]
+        return self.ref.run_id
+
+    @property
+    def experiment_id(self) -> str | None:  # type: ignore[override]
+        return self.client._experiments.get(self.ref.experiment)
+
+    @property
+    def offline(self) -> str | None:  # type: ignore[override]
+        return self.client.offline
+
+    @property
+    def spool_path(self) -> Path:  # type: ignore[override]
+        return self.client.spool_path
+
+    @property
+    def spooled(self) -> int:  # type: ignore[override]
+        return self.client.spooled
 
     def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()]
-        for i in range(0, len(items), 100):  # MLflow batch limit
-            self.client.log_batch(self.run_id, params=items[i : i + 100])
+        self.client.log_params(self.ref, params)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [
-            Metric(k, float(v), now, int(step or 0))
-            for k, v in metrics.items()
-            if v is not None and v == v  # drop None and NaN
-        ]
-        if items:
-            self.client.log_batch(self.run_id, metrics=items)
+        self.client.log_metrics(self.ref, metrics, int(step or 0))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v))
+        self.client.set_tags(self.ref, tags)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        p = Path(path)
-        if p.is_dir():
-            self.client.log_artifacts(self.run_id, str(p), artifact_path)
-        else:
-            self.client.log_artifact(self.run_id, str(p), artifact_path)
-
-    def log_figure(self, figure: Any, artifact_file: str) -> None:
-        self.client.log_figure(self.run_id, figure, artifact_file)
+        self.client.log_artifact(self.ref, path, artifact_path)
 
     def end(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
+        self.client.end_run(self.ref, status)
+
+    def warning(self) -> str:
+        return spool_warning(self.spool_path, self.uri, self.client.reason(), self.spooled)
 
 
 def get_tracker(
@@ -199,8 +261,9 @@ def get_tracker(
     run_name: str = "",
     params: dict[str, Any] | None = None,
     tags: dict[str, Any] | None = None,
+    spool: str | os.PathLike[str] | None = None,
 ) -> NoopTracker:
     """An :class:`MlflowTracker` when ``enabled`` (driver / rank 0), else a :class:`NoopTracker`."""
     if not enabled:
         return NoopTracker()
-    return MlflowTracker(resolve_tracking_uri(uri), experiment, run_name, params, tags)
+    return MlflowTracker(resolve_tracking_uri(uri), experiment, run_name, params, tags, spool=spool)

@@ -168,7 +168,21 @@ def run_job(cfg: TrainConfig, address: str | None = None) -> dict[str, Any]:
         "storage_path": result.storage_path,
         "mlflow_run_id": result.mlflow_run_id,
         "metrics": result.metrics,
+        "tracking_warning": result.tracking_warning,
     }
+
+
+def preflight(cfg: TrainConfig) -> str | None:
+    """Every flag of a training job checked before Ray starts (one line naming the flag);
+    returns the tracking URI (None with ``--no-tracking``)."""
+    from directsam import preflight as pf
+
+    d = cfg.data
+    pf.check_source(d.input, d.source, d.annotations, d.labels, input_flag="--data",
+                    annotations_flag="--set data.annotations", labels_flag="--set data.labels")  # fmt: skip
+    pf.check_output_dir(cfg.run.storage_path, "--storage-path")
+    pf.check_checkpoint(cfg.init, "--init", cfg.allow_pickle)
+    return pf.check_tracking(cfg.tracking.uri, cfg.tracking.enabled)
 
 
 def prepare_smoke_test(args: argparse.Namespace, stage: str, workdir: Path) -> None:
@@ -204,13 +218,17 @@ def _main(args: argparse.Namespace, stage: str) -> int:
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
+    preflight(cfg)
     try:
         summary = run_job(cfg, args.address)
     except ValueError as err:  # listing / data problems name their flag
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(str(err)) from err
+    warning = summary.pop("tracking_warning")
     print(json.dumps(summary, default=str))
+    if warning:
+        print(f"directsam {stage.replace('_', '-')}: {warning}", file=sys.stderr)
     return 0
 
 

@@ -40,6 +40,8 @@ class Runtime:
     """Train local mode: the loop persists and finds checkpoints under ``run_dir`` itself."""
     run_dir: str | None = None
     """``<storage_path>/<run_name>`` (local mode)."""
+    mlflow_run_id: str | None = None
+    """The MLflow run the driver opened (None: tracking off, or the server was unreachable)."""
 
 
 def rebuild_config(config: dict[str, Any]) -> tuple[TrainConfig, Runtime]:
@@ -176,7 +178,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             torch.manual_seed(o.seed + rank + 1_000_003 * step)
             generator.manual_seed(o.seed + 7919 * (rank + 1) + 1_000_003 * step)
     start_step = step
-    tracker = open_tracker(cfg, enabled=rank == 0)
+    tracker = open_tracker(cfg, enabled=rank == 0, run_id=rt.mlflow_run_id, role=f"rank{rank}")
     if rank == 0:
         print(f"[directsam] rank 0/{world}: start at step {step}/{rt.total_steps} from {origin}")
 

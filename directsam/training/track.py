@@ -1,14 +1,22 @@
 """MLflow for training runs (Train V2 has no MLflow callback): one run per training run.
 
-The driver opens the run before ``fit()`` (so a bad tracking URI fails before any worker
-starts, and params are logged exactly once, at creation); rank 0 of every worker group,
-including groups restarted after a failure, finds the same run again by its
-``directsam.run_name`` tag and appends metrics; the driver closes it with the final
-checkpoint. Use an ``http://`` tracking server when workers run on other hosts.
+A training is identified by its storage path and run name: the run carries the tag
+``directsam.run_key`` = hash of both, so resuming the same storage path reopens the same MLflow
+run while a training anywhere else (another ``--storage-path``, another run name) gets a new
+one, and a FINISHED run is never reopened by another training. The driver opens the run before
+``fit()`` (params are logged exactly once, at creation) and hands its id to the workers; rank 0
+of every worker group, including groups restarted after a failure, appends metrics to it; the
+driver closes it with the final checkpoint. Use an ``http://`` tracking server when workers
+run on other hosts.
+
+Tracking is best effort (:mod:`directsam.tracking.client`): when the server is gone, the
+driver's and rank 0's records go to ``<storage>/<run name>/_mlflow_spool/`` and training goes
+on; ``directsam tracking replay`` sends them later.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,9 +53,27 @@ def tracking_tags(cfg: TrainConfig) -> dict[str, Any]:
     return tags
 
 
-def open_tracker(cfg: TrainConfig, enabled: bool = True) -> NoopTracker:
+def run_key(cfg: TrainConfig) -> str:
+    """What identifies a training for MLflow: a hash of its storage path and run name."""
+    text = f"{cfg.run.storage_path.rstrip('/')}\n{cfg.run_name()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def spool_dir(cfg: TrainConfig) -> Path:
+    """Where the run's unsent MLflow records go: ``<storage>/<run name>/_mlflow_spool`` (a
+    local folder under ``$DIRECTSAM_CACHE`` when the storage path is remote)."""
+    from directsam.tracking.spool import spool_dir_beside
+
+    run_dir = os.path.join(cfg.run.storage_path, cfg.run_name())
+    return spool_dir_beside(run_dir, cfg.run_name())
+
+
+def open_tracker(
+    cfg: TrainConfig, enabled: bool = True, *, run_id: str | None = None, role: str = "driver"
+) -> NoopTracker:
     """The run's tracker: :class:`MlflowTracker` when tracking is on and ``enabled`` (driver /
-    rank 0), else a no-op. An existing run with the same run name is continued.
+    rank 0), else a no-op. The run tagged with :func:`run_key` is continued when it exists;
+    with ``run_id`` (a worker) the tracker attaches to that run without any lookup.
     """
     from directsam.tracking import MlflowTracker, NoopTracker, resolve_tracking_uri
 
@@ -59,6 +85,10 @@ def open_tracker(cfg: TrainConfig, enabled: bool = True) -> NoopTracker:
         cfg.run_name(),
         params=tracking_params(cfg),
         tags=tracking_tags(cfg),
+        key=run_key(cfg),
+        run_id=run_id,
+        spool=spool_dir(cfg),
+        role=role,
     )
 
 
@@ -108,21 +138,25 @@ def finish_run(
     log_model = log_model or bool(registered_model_name)
     if checkpoint is not None:
         tracker.set_tags({CHECKPOINT_TAG: checkpoint_uri(checkpoint)})
-        if log_artifact or (log_model and tracker.run_id):
+        client = getattr(tracker, "client", None)  # None for a NoopTracker
+        if client is not None and (log_artifact or log_model):
             with checkpoint.as_directory() as directory:
                 if log_artifact:
                     log_final_model(tracker, directory)
-                if log_model and tracker.run_id:
-                    from directsam.delivery.registry import log_checkpoint_model
-
-                    log_checkpoint_model(
-                        directory,
-                        registered_model_name,
-                        run_id=tracker.run_id,
-                        tracking_uri=getattr(tracker, "uri", None),
+                if log_model:
+                    client.log_model(
+                        tracker.ref, directory, registered_model_name, log_checkpoint_to_run
                     )
     if metrics:
         step = int(metrics.get("step", 0))
         wanted = {k: v for k, v in metrics.items() if k.startswith("steady_")}
         tracker.log_metrics(wanted, step)
     tracker.end("FINISHED")
+
+
+def log_checkpoint_to_run(directory: str, name: str | None, run_id: str, uri: str) -> None:
+    """Log a checkpoint directory as the MLflow model of run ``run_id`` (registered as ``name``
+    when given); also what ``directsam tracking replay`` uses for spooled models."""
+    from directsam.delivery.registry import log_checkpoint_model
+
+    log_checkpoint_model(directory, name, run_id=run_id, tracking_uri=uri)

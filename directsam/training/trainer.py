@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,9 @@ class TrainingResult:
     """The last metrics reported by rank 0 (loss, lr, images_per_s, val_*, step, ...)."""
     mlflow_run_id: str | None
     storage_path: str
+    tracking_warning: str = ""
+    """Set when MLflow records were spooled (the server was unreachable): where, and how to
+    send them. The checkpoints are complete either way."""
 
 
 def _is_remote(path: str) -> bool:
@@ -53,12 +57,13 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     Workers run in another working directory (Ray Train changes it), so relative paths are
     resolved here, once, on the driver; the run name is hashed from the absolute data path.
     """
+    from directsam.model.spec import is_local_path
     from directsam.tracking import resolve_tracking_uri
 
     cfg = from_dict(type(cfg), to_dict(cfg))
     d = cfg.data
     d.input, d.annotations, d.labels = _abs(d.input), _abs(d.annotations), _abs(d.labels)
-    if cfg.init.startswith((".", "/", "~")) or os.path.isdir(cfg.init):
+    if is_local_path(cfg.init):
         cfg.init = _abs(cfg.init) or cfg.init
     cfg.run.storage_path = _abs(cfg.run.storage_path) or cfg.run.storage_path
     cfg.debug.fail_marker = _abs(cfg.debug.fail_marker)
@@ -164,9 +169,11 @@ def run_training(
     """
     from ray.train import Checkpoint
 
+    from directsam.tracking import spool_warning
+    from directsam.tracking.spool import count_records
     from directsam.training.data import build_datasets, count_train_images
     from directsam.training.state import latest_local_checkpoint
-    from directsam.training.track import checkpoint_uri, finish_run, open_tracker
+    from directsam.training.track import checkpoint_uri, finish_run, open_tracker, spool_dir
 
     cfg = resolve_config(cfg)
     check_ready(cfg)
@@ -180,12 +187,14 @@ def run_training(
     run_dir = os.path.join(cfg.run.storage_path, cfg.run_name())
     runtime = Runtime(total, per_epoch, "val" in datasets, local, run_dir if local else None)
 
+    started = time.time()
     tracker = open_tracker(cfg)
+    runtime.mlflow_run_id = tracker.run_id  # rank 0 appends to the driver's run
     trainer = build_trainer(cfg, datasets, runtime)
     try:
         result = trainer.fit()
     except BaseException:
-        tracker.end("FAILED")
+        tracker.end("FAILED")  # never raises: the training's own error is the one that counts
         raise
     checkpoint = result.checkpoint
     if local:
@@ -201,10 +210,17 @@ def run_training(
         log_model=t.log_model,
         registered_model_name=t.registered_model_name,
     )
+    warning = ""
+    if cfg.tracking.enabled:  # the driver's and the workers' spooled records of this run
+        spool = spool_dir(cfg)
+        spooled = count_records(spool, since=started) if spool.exists() else 0
+        reason = tracker.client.reason() if hasattr(tracker, "client") else None
+        warning = spool_warning(spool, cfg.tracking.uri, reason, spooled)
     return TrainingResult(
         run_name=cfg.run_name(),
         checkpoint=checkpoint_uri(checkpoint) if checkpoint is not None else None,
         metrics=metrics,
         mlflow_run_id=tracker.run_id,
         storage_path=cfg.run.storage_path,
+        tracking_warning=warning,
     )

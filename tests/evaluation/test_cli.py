@@ -111,9 +111,7 @@ def _rows(checkpoint, dataset, recall_scale, thresholds=(0.1, 0.3, 0.5)):
 
 
 def test_compare_reads_runs_back(mlflow_uri, tmp_path, capsys):
-    from directsam.tracking import ensure_experiment
-
-    exp = ensure_experiment("cmp", mlflow_uri)
+    exp = "cmp"
     old = _rows("ckpt-a", "ADE20k", 0.5, thresholds=(0.2, 0.4))
     report.log_trial_runs(
         mlflow_uri, exp, old, report.run_tags("trial", "s0", "ckpt-a", "ADE20k", "x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -26,6 +27,38 @@ def test_uri_resolution_order(tmp_path, monkeypatch):
     assert resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
     with pytest.raises(TrackingError, match="file store"):
         resolve_tracking_uri("./mlruns")
+
+
+@pytest.mark.parametrize(
+    "uri, words",
+    [
+        ("127.0.0.1:5000", "missing http:// (did you mean http://127.0.0.1:5000?)"),
+        ("mlflow.internal:443/prefix", "missing http://"),
+        ("file:///tmp/mlruns", "file store is refused"),
+        ("htp://host:5000", "unsupported scheme htp://"),
+    ],
+)
+def test_uris_mlflow_would_refuse_or_misread_name_the_flag(uri, words):
+    with pytest.raises(TrackingError, match="^--tracking-uri " + re.escape(uri)) as info:
+        resolve_tracking_uri(uri)
+    assert words in str(info.value)
+    for fine in ("http://h:5000", "https://h", "sqlite:////x/m.db", "postgresql+psycopg2://h/db"):
+        assert resolve_tracking_uri(fine) == fine
+
+
+def test_store_checks_never_create_the_store(tmp_path):
+    from directsam.tracking import check_store
+
+    db = tmp_path / "sub" / "mlflow.db"
+    check_store(f"sqlite:///{db}")  # creatable: fine, and not created
+    assert not (tmp_path / "sub").exists()
+    with pytest.raises(TrackingError, match="no MLflow store"):
+        check_store(f"sqlite:///{db}", must_exist=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrackingError, match="cannot create"):
+        check_store(f"sqlite:///{tmp_path / 'file' / 'm.db'}")
+    with pytest.raises(TrackingError, match="is a folder"):
+        check_store(f"sqlite:///{tmp_path}")
 
 
 def test_unreachable_server_fails_fast_with_advice():

@@ -59,9 +59,7 @@ def add_label_args(p: argparse.ArgumentParser) -> None:
         help="S3-protocol endpoint for s3:// input/output, e.g. MinIO http://HOST:9000 "
         "(object_store.endpoint; default AWS_ENDPOINT_URL)",
     )
-    g.add_argument(
-        "--s3-region", default=None, help="region of that store (object_store.region)"
-    )
+    g.add_argument("--s3-region", default=None, help="region of that store (object_store.region)")
     m = p.add_argument_group("model and outputs")
     m.add_argument("--output", default=None, help="output root (output)")
     m.add_argument("--checkpoint", default=None, help="checkpoint spec (model.checkpoint)")

@@ -13,7 +13,6 @@ once (errors are values, never dropped blocks), so a block is complete or not wr
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -22,42 +21,27 @@ from typing import Any
 from directsam.config import ConfigError
 from directsam.data.sources import fs, plan_source
 from directsam.data.sources.store import resolve_options
-from directsam.data.targets import cell_text
 from directsam.labeling import layout
+from directsam.labeling.collect import collect_blocks
 from directsam.labeling.config import LabelConfig
 from directsam.labeling.lease import Lease
 from directsam.labeling.stages import (
-    BLOCK,
-    BLOCK_INFO,
-    HUMAN_COUNTS,
-    PSEUDO_COUNTS,
     LabelPredictor,
     encode_pseudo,
     prepare_rows,
 )
-from directsam.labeling.units import ListedWork, TarWork, make_work, unit_of
+from directsam.labeling.units import ListedWork, TarWork, make_work
 from directsam.labeling.writer import (
-    block_table,
     clean_temp_files,
-    rle_cell,
     shard_counts,
-    write_block,
 )
 from directsam.schema import (
     CHECKPOINT,
     CHECKPOINT_SHA,
-    DATASET,
-    ERROR,
-    HEIGHT,
-    HUMAN_BOUNDARY,
-    IMAGE_ID,
-    PSEUDO_BOUNDARY,
     RESOLUTION,
     SCHEMA_VERSION,
-    SOURCE_URI,
     THICKNESS,
     THRESHOLD,
-    WIDTH,
 )
 
 # Plan keys that define what a generation's shards mean: a re-run must agree on all of them.
@@ -216,27 +200,6 @@ def build_dataset(
     )
 
 
-def _rows_of(batch: dict[str, Any], res: int) -> list[tuple[str, str, dict[str, Any], Any]]:
-    """(block key, image id, shard row, block_info dict or None) per row of an output batch."""
-    out = []
-    infos = batch.get(BLOCK_INFO)
-    for i in range(len(batch[IMAGE_ID])):
-        raw = cell_text(infos[i]) if infos is not None else None
-        row = {
-            SOURCE_URI: str(batch[SOURCE_URI][i]),
-            DATASET: str(batch[DATASET][i]),
-            HEIGHT: int(batch[HEIGHT][i]),
-            WIDTH: int(batch[WIDTH][i]),
-            PSEUDO_BOUNDARY: rle_cell(cell_text(batch[PSEUDO_COUNTS][i]), res),
-            HUMAN_BOUNDARY: rle_cell(cell_text(batch[HUMAN_COUNTS][i]), res),
-            ERROR: cell_text(batch[ERROR][i]),
-        }
-        out.append(
-            (str(batch[BLOCK][i]), str(batch[IMAGE_ID][i]), row, json.loads(raw) if raw else None)
-        )
-    return out
-
-
 def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
     """Label one dataset; returns the summary (counts, throughput, paths).
 
@@ -375,7 +338,16 @@ def _run_pending(
     _configure_data_context()
     ds = build_dataset(work, cfg, thickness, compute, store)
     start = time.perf_counter()
-    count, first, last, after_first = _collect(ds, work, generation, constants, lease, limit, cfg)
+    count, first, last, after_first = collect_blocks(
+        ds,
+        work,
+        generation,
+        constants,
+        lease,
+        limit,
+        cfg.model.resolution,
+        cfg.compute.progress_interval_s,
+    )
     wall = time.perf_counter() - start
     stats["images_processed"], stats["wall_s"] = count["rows"], round(wall, 3)
     stats["duplicate_rows_ignored"] = count["duplicates"]
@@ -383,84 +355,3 @@ def _run_pending(
     if first is not None and last is not None and last > first:
         stats["steady_images_per_s"] = round(after_first / (last - first), 3)
     return stats
-
-
-def _write(
-    work: ListedWork | TarWork,
-    generation: str,
-    key: str,
-    rows: dict[str, dict[str, Any]],
-    info: dict[str, Any] | None,
-    constants: dict[str, Any],
-    lease: Lease,
-) -> None:
-    lease.check()  # never write after another run took the generation over
-    plan, meta = work.block_plan(key, rows, info)
-    write_block(generation, block_table(plan, rows, constants, meta), key)
-    work.note_written(key, info)
-
-
-def _collect(
-    ds: Any,
-    work: ListedWork | TarWork,
-    generation: str,
-    constants: dict[str, Any],
-    lease: Lease,
-    limit: float,
-    cfg: LabelConfig,
-) -> tuple[dict[str, int], float | None, float | None, int]:
-    """Gather rows per block and write each block once it is complete."""
-    from directsam.raycluster import ProgressLogger
-
-    progress = ProgressLogger(work.num_inputs, cfg.compute.progress_interval_s)
-    buffers: dict[str, dict[str, dict[str, Any]]] = {}
-    infos: dict[str, dict[str, Any]] = {}
-    written = work.already_written()
-    seen_units: set[str] = set()
-    count = {"rows": 0, "duplicates": 0, "blocks": 0}
-    first = last = None
-    after_first = 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        now = time.perf_counter()
-        rows = _rows_of(batch, cfg.model.resolution)
-        if first is None:
-            first = now
-        else:
-            after_first += len(rows)
-        last = now
-        progress.update(len(rows))
-        count["rows"] += len(rows)
-        for key, image_id, row, info in rows:
-            seen_units.add(unit_of(key))
-            if key in written:  # re-read past a missing chunk: this one is on disk already
-                continue
-            buf = buffers.get(key)
-            if buf is None:
-                buf = buffers[key] = work.carried(key)
-            if image_id in buf:  # a retried Ray task re-delivered it: keep one
-                count["duplicates"] += 1
-                continue
-            buf[image_id] = row
-            if info is not None:
-                if info.get("retry") is not None:
-                    info["retry_ids"] = [image_id]  # the row standing for the unread rest
-                infos[key] = info
-        for key in [k for k, buf in buffers.items() if len(buf) == work.expected(k, infos.get(k))]:
-            _write(work, generation, key, buffers.pop(key), infos.pop(key, None), constants, lease)
-            written.add(key)
-            count["blocks"] += 1
-            if count["blocks"] >= limit:
-                break
-        if count["blocks"] >= limit:
-            break
-    else:
-        for key, info in work.finish(seen_units):
-            rows_left = buffers.pop(key, None) or work.carried(key)
-            _write(work, generation, key, rows_left, info, constants, lease)
-        if buffers:
-            missing = {k: (work.expected(k, infos.get(k)), len(b)) for k, b in buffers.items()}
-            raise RuntimeError(
-                f"the pipeline ended with unwritten blocks (expected, received rows): {missing}"
-            )
-    progress.emit()
-    return count, first, last, after_first

@@ -242,3 +242,43 @@ def tar_items(plan: TarPlan) -> pa.Table:
                     annotation_uri=ann, error=r["error"], **extra,
                 )  # fmt: skip
     return sorted_unique(out.table())
+
+
+def count_images(plan: TarPlan, budget_bytes: int = 64 << 20) -> tuple[int, bool]:
+    """(number of images, exact?) of a tar plan, reading at most ``budget_bytes`` of its tars.
+
+    Tars are streamed in order (member headers only, data skipped in the same pass) until the
+    budget is spent. When that covers every tar the count is exact; otherwise it is the images
+    per byte of what was read times the plan's total bytes (SA-1B tars are alike, ~11,000
+    images per ~10 GB). ``num_samples`` caps either.
+    """
+    from directsam.data.sources.objects import open_object
+    from directsam.data.sources.tarstream import TarDamage, iter_members, wds_key
+
+    total = sum(t.size for t in plan.tars)
+    images = read = 0
+    exact = True
+    for tar in plan.tars:
+        keys: set[str] = set()
+        try:
+            with open_object(tar, 0, plan.store) as stream:
+                for m in iter_members(stream, 0, lambda name: False):
+                    key, ext = wds_key(m.name)
+                    if ext in ("jpg", "jpeg"):
+                        keys.add(key)
+                    if read + m.end > budget_bytes:
+                        read += m.end
+                        exact = False
+                        break
+                else:
+                    read += tar.size
+        except (TarDamage, OSError):
+            read += tar.size  # a damaged tar counts what could be read
+        images += len(keys)
+        if not exact:
+            break
+    if not exact and read:
+        images = round(images * total / read)
+    if plan.num_samples is not None:
+        return min(images, plan.num_samples), exact or images >= plan.num_samples
+    return images, exact

@@ -197,7 +197,9 @@ def iter_members(
                 raise TarDamage(
                     data_offset + got, f"{name} is cut short ({got} of {size} bytes)", name
                 )
-            _skip(stream, end - data_offset - size)
+            padding = _skip(stream, end - data_offset - size)
+            if padding < end - data_offset - size:  # the member is whole; the tar ends here
+                end = data_offset + size + padding
         else:
             got = _skip(stream, end - data_offset)
             if got < size:

@@ -189,27 +189,39 @@ def iter_members(
             name = f"{prefix}/{name}" if prefix else name
         long_name, pax, first = None, {}, None
         regular = typeflag in (b"0", b"\0", b"7")
-        data = None
-        if regular and want(name):
-            data = _read_exact(stream, size)
-            if len(data) < size:
-                got = len(data)
-                raise TarDamage(
-                    data_offset + got, f"{name} is cut short ({got} of {size} bytes)", name
-                )
-            padding = _skip(stream, end - data_offset - size)
-            if padding < end - data_offset - size:  # the member is whole; the tar ends here
-                end = data_offset + size + padding
-        else:
-            got = _skip(stream, end - data_offset)
-            if got < size:
-                who = name if regular else None
-                raise TarDamage(
-                    data_offset + got, f"{name} is cut short ({got} of {size} bytes)", who
-                )
+        try:
+            data, end = _member_data(stream, name, regular, regular and want(name), size, end)
+        except ObjectReadError as err:  # name whose bytes were lost: a resume starts at `start`
+            err.member, err.member_start = (name, start) if regular else (None, None)
+            raise
         if regular:
             yield Member(name, start, data_offset, size, end, data)
         pos = end
+
+
+def _member_data(
+    stream: BinaryIO, name: str, regular: bool, keep: bool, size: int, end: int
+) -> tuple[bytes | None, int]:
+    """Read (``keep``) or skip one member's data and padding; (data, offset after it).
+
+    Raises:
+        TarDamage: the data is cut short.
+    """
+    data_offset = end - -(-size // BLOCK_SIZE) * BLOCK_SIZE
+    if keep:
+        data = _read_exact(stream, size)
+        if len(data) < size:
+            got = len(data)
+            raise TarDamage(data_offset + got, f"{name} is cut short ({got} of {size} bytes)", name)
+        padding = _skip(stream, end - data_offset - size)
+        if padding < end - data_offset - size:  # the member is whole; the tar ends here
+            end = data_offset + size + padding
+        return data, end
+    got = _skip(stream, end - data_offset)
+    if got < size:
+        who = name if regular else None
+        raise TarDamage(data_offset + got, f"{name} is cut short ({got} of {size} bytes)", who)
+    return None, end
 
 
 def wds_key(name: str) -> tuple[str, str]:
@@ -438,7 +450,13 @@ def read_unit(
                         push(_group_row(tar.uri, members, key, dataset), (t, pos))
                         key = None
         except ReadRetriesExhausted as err:
-            # The unfinished group is re-read by the re-run; everything after is unknown.
+            # The unfinished group is re-read by the re-run; everything after is unknown. A
+            # group is finished once the next key's member starts, even if that member failed.
+            failed, failed_at = getattr(err, "member", None), getattr(err, "member_start", None)
+            if key is not None and failed is not None and wds_key(failed)[0] != key:
+                push(_group_row(tar.uri, members, key, dataset), (t, failed_at))
+                key = None
+                pos = failed_at
             at = group_start if key is not None else pos
             push(
                 _damage_row(tar, at, f"read failed from byte {at}: {err.detail}", dataset), (t, at)

@@ -19,85 +19,22 @@ import numpy as np
 import psutil
 import pytest
 
-from directsam.data.sample import make_sample
 from directsam.labeling.pipeline import run_labeling
 from directsam.labeling.writer import META_CHUNK, part_metadata
-from tests.data.sources.s3server import CREDENTIALS, S3Server, object_reads
-from tests.labeling.helpers import label_config, mask, read_generation
+from tests.data.sources.s3cases import NUM_IMAGES, QUIET, TARS, assert_rows_match, s3_config
+from tests.data.sources.s3server import object_reads
+from tests.labeling.helpers import read_generation
 from tests.reliability.helpers import wait_for
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-NUM_IMAGES, PER_TAR = 24, 8
-TARS = [f"sa_{k:06d}.tar" for k in range(NUM_IMAGES // PER_TAR)]
-QUIET = {"log": lambda *_: None}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def aws_env():
-    """Dummy credentials for this module's processes and Ray workers; no endpoint variable,
-    so every endpoint below comes from a URI query or a flag."""
-    saved = {k: os.environ.get(k) for k in (*CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_REGION")}
-    os.environ.update(CREDENTIALS)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.pop("AWS_REGION", None)
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = make_sample(
-        tmp_path_factory.mktemp("s3sample"),
-        num_images=NUM_IMAGES,
-        seed=14,
-        kind="sa1b",
-        height=48,
-        width=64,
-        images_per_tar=PER_TAR,
-    )
-    srv = S3Server()
-    srv.upload(root / "tars", "data", "sa1b/tars")
-    srv.root = root
-    yield srv
-    srv.stop()
-
-
-def _cfg(input: str, out: Path, **kw):
-    cfg = label_config("sa1b", input, out, dataset="sa", **kw)
-    cfg.object_store.backoff_s = 0.05
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def reference(ray_local, server, tmp_path_factory):
-    """The rows of the same tars labeled from the local disk."""
-    out = tmp_path_factory.mktemp("ref")
-    summary = run_labeling(_cfg(str(server.root / "tars"), out), **QUIET)
-    return read_generation(summary["generation"])
-
-
-def _assert_rows_match(rows, reference):
-    assert sorted(rows) == sorted(reference) and len(rows) == NUM_IMAGES
-    for key, row in rows.items():
-        ref = reference[key]
-        assert row["error"] == ref["error"] and row["human_boundary"] == ref["human_boundary"]
-        assert row["source_uri"].startswith("s3://data/sa1b/tars/sa_")  # no query in the rows
-        assert row["source_uri"].split("::")[1] == ref["source_uri"].split("::")[1]
-        agree = (mask(row["pseudo_boundary"]) == mask(ref["pseudo_boundary"])).mean()
-        assert agree > 0.999  # same model and pixels; only batch composition may differ
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("aws_env")]
 
 
 def test_labeling_streams_each_tar_with_one_request(ray_local, server, reference, tmp_path):
     server.reset()
-    summary = run_labeling(_cfg(server.query("s3://data/sa1b/tars"), tmp_path), **QUIET)
+    summary = run_labeling(s3_config(server.query("s3://data/sa1b/tars"), tmp_path), **QUIET)
     log = server.requests()
     assert summary["complete"] and summary["num_rows"] == NUM_IMAGES and summary["plan"] == "tars"
-    _assert_rows_match(read_generation(summary["generation"]), reference)
+    assert_rows_match(read_generation(summary["generation"]), reference)
     # One LIST for the plan, then exactly one whole-object GET per tar; nothing per image.
     reads = object_reads(log)
     assert sorted(r["path"].rsplit("/", 1)[1] for r in reads) == TARS
@@ -163,7 +100,7 @@ def test_killed_run_resumes_with_ranged_reads_of_unfinished_tars(
             expected[tar] = "bytes=0-"
 
     server.reset()
-    cfg = _cfg("s3://data/sa1b/tars", out)
+    cfg = s3_config("s3://data/sa1b/tars", out)
     cfg.object_store.endpoint = server.endpoint  # as --s3-endpoint: no query, no environment
     cfg.compute.lease_ttl_s = 2
     # ...and expires 2 s after its last heartbeat: the re-run waits for that, then takes over.
@@ -174,7 +111,7 @@ def test_killed_run_resumes_with_ranged_reads_of_unfinished_tars(
     assert summary["complete"] and summary["blocks_written"] == 6 - len(written)
     for name, (_, meta) in written.items():  # finished shards were not rewritten
         assert part_metadata(str(gen / name))[1] == meta
-    _assert_rows_match(read_generation(gen), reference)
+    assert_rows_match(read_generation(gen), reference)
 
 
 def _lease_expired(path: Path) -> bool:

@@ -259,7 +259,7 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
         clean_temp_files(generation)
         work.scan(generation)
         what = (
-            f"{work.num_inputs} images in {len(work.blocks)} blocks"
+            f"{work.num_inputs} images in {len(work.keys)} blocks"
             if isinstance(work, ListedWork)
             else f"{len(work.units)} tars"
         )
@@ -279,8 +279,8 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
             "num_inputs": work.num_inputs
             if work.num_inputs is not None
             else (counts["num_rows"] if complete else None),
-            "num_units": len(work.blocks) if isinstance(work, ListedWork) else len(work.units),
-            "num_blocks": len(work.blocks)
+            "num_units": len(work.keys) if isinstance(work, ListedWork) else len(work.units),
+            "num_blocks": len(work.keys)
             if isinstance(work, ListedWork)
             else len(layout.part_files(generation)),
             "blocks_skipped": len(work.done),
@@ -299,7 +299,7 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
             }
             layout.write_json_atomic(fs.join(generation, layout.SUCCESS_FILE), success)
     if isinstance(work, ListedWork):
-        where = f"{len(work.done) + len(work.written)}/{len(work.blocks)} blocks"
+        where = f"{len(work.done) + len(work.written)}/{len(work.keys)} blocks"
     else:
         where = f"{summary['num_blocks']} blocks of {len(work.units)} tars"
     log(

@@ -21,14 +21,7 @@ from directsam.data.sources import fs
 from directsam.data.sources.plan import ListedPlan, TarPlan
 from directsam.data.sources.tarstream import BLOCK, TarUnit, block_key
 from directsam.labeling import layout
-from directsam.labeling.writer import (
-    META_CHUNK,
-    BlockPlan,
-    block_status,
-    ids_sha256,
-    part_metadata,
-    plan_blocks,
-)
+from directsam.labeling.writer import META_CHUNK, BlockPlan, block_status, part_metadata
 from directsam.schema import (
     DATASET,
     ERROR,
@@ -48,22 +41,32 @@ Info = dict[str, Any]
 
 
 class ListedWork:
-    """Blocks of ``rows_per_shard`` consecutive ids of a listed plan."""
+    """Blocks of ``rows_per_shard`` consecutive ids of a listed plan.
+
+    Block ids are sliced from the plan's Arrow column when a block is checked or written; the
+    driver never holds a Python string per image.
+    """
 
     def __init__(self, plan: ListedPlan, rows_per_shard: int):
         self.plan, self.rows = plan, rows_per_shard
-        ids = plan.image_ids()
-        self.blocks = {b.key: b for b in plan_blocks(ids, rows_per_shard)}
-        self.num_inputs: int | None = len(ids)
-        self.plan_keys = {"kind": "listed", "ids_sha256": ids_sha256(ids), "num_items": len(ids)}
+        self.ids = plan.items["image_id"]
+        n = len(self.ids)
+        self.keys = [f"{k:06d}" for k in range(-(-n // rows_per_shard))]
+        self.num_inputs: int | None = n
+        self.plan_keys = {"kind": "listed", "ids_sha256": _ids_sha(self.ids), "num_items": n}
         self.pending: list[str] = []
         self.done: list[str] = []
         self.written: list[str] = []
 
+    def block(self, key: str) -> BlockPlan:
+        """Block ``key``: ids ``[k*R, (k+1)*R)`` of the sorted listing."""
+        ids = self.ids.slice(int(key) * self.rows, self.rows).to_pylist()
+        return BlockPlan(key, tuple(ids))
+
     def scan(self, generation: str) -> None:
         """Split blocks into done (a matching shard exists) and pending."""
-        for key, block in self.blocks.items():
-            (self.done if block_status(generation, block) else self.pending).append(key)
+        for key in self.keys:
+            (self.done if block_status(generation, self.block(key)) else self.pending).append(key)
 
     def dataset(self, decode_batch_size: int) -> ray.data.Dataset:
         """Listing rows of the pending blocks, each with its ``block`` key (bytes read later)."""
@@ -73,8 +76,8 @@ class ListedWork:
 
         parts = []
         for key in self.pending:
-            start, n = int(key) * self.rows, len(self.blocks[key].image_ids)
-            part = self.plan.items.slice(start, n)
+            part = self.plan.items.slice(int(key) * self.rows, self.rows)
+            n = part.num_rows
             parts.append(part.append_column(BLOCK, pa.array([key] * n, pa.string())))
         return items_dataset(pa.concat_tables(parts), rows_per_block=decode_batch_size)
 
@@ -85,12 +88,12 @@ class ListedWork:
         return set()
 
     def expected(self, key: str, info: Info | None) -> int | None:
-        return len(self.blocks[key].image_ids)
+        return min(self.rows, len(self.ids) - int(key) * self.rows)
 
     def block_plan(
         self, key: str, rows: dict[str, Any], info: Info | None
     ) -> tuple[BlockPlan, dict[bytes, bytes]]:
-        return self.blocks[key], {}
+        return self.block(key), {}
 
     def finish(self, seen: set[str]) -> list[tuple[str, Info]]:
         return []
@@ -99,7 +102,19 @@ class ListedWork:
         self.written.append(key)
 
     def complete(self) -> bool:
-        return len(self.done) + len(self.written) == len(self.blocks)
+        return len(self.done) + len(self.written) == len(self.keys)
+
+
+def _ids_sha(ids: Any) -> str:
+    """``ids_sha256`` of an Arrow string column, 65,536 ids at a time."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for start in range(0, len(ids), 65_536):
+        for image_id in ids.slice(start, 65_536).to_pylist():
+            digest.update(image_id.encode())
+            digest.update(b"\n")
+    return digest.hexdigest()
 
 
 @dataclass

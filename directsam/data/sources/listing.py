@@ -84,24 +84,49 @@ def item_schema() -> pa.Schema:
 
 
 class ItemColumns:
-    """Builds a listing table column by column (no object per image is kept)."""
+    """Builds a listing table: rows go to Python lists, every 65,536 rows into an Arrow record
+    batch, so no Python object per image outlives its chunk."""
+
+    CHUNK = 65_536
 
     def __init__(self) -> None:
+        self.batches: list[Any] = []
         self.cols: dict[str, list[Any]] = {name: [] for name in ITEM_FIELDS}
 
-    def add(self, image_id: str, source_uri: str, dataset: str, kind: str, **extra: Any) -> None:
-        row = {"image_id": image_id, "source_uri": source_uri, "dataset": dataset}
-        row["annotation_kind"] = kind
-        for name, default in zip(ITEM_FIELDS[4:], ("", None, "", None, -1, -1, -1, -1)):
-            self.cols[name].append(extra.pop(name, default))
-        assert not extra, f"unknown item columns {sorted(extra)}"
-        for name, value in row.items():
-            self.cols[name].append(value)
+    def add(
+        self,
+        image_id: str,
+        source_uri: str,
+        dataset: str,
+        kind: str,
+        annotation_uri: str = "",
+        annotation: bytes | None = None,
+        label_mode: str = "",
+        error: str | None = None,
+        image_offset: int = -1,
+        image_size: int = -1,
+        annotation_offset: int = -1,
+        annotation_size: int = -1,
+    ) -> None:
+        values = (image_id, source_uri, dataset, kind, annotation_uri, annotation, label_mode)
+        values += (error, image_offset, image_size, annotation_offset, annotation_size)
+        for column, value in zip(self.cols.values(), values):
+            column.append(value)
+        if len(self.cols["image_id"]) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self.cols["image_id"]:
+            self.batches.append(pa.record_batch(self.cols, schema=item_schema()))
+            self.cols = {name: [] for name in ITEM_FIELDS}
 
     def table(self) -> pa.Table:
         import pyarrow as pa
 
-        return pa.table(self.cols, schema=item_schema())
+        self._flush()
+        return pa.Table.from_batches(self.batches, schema=item_schema())
 
 
 def items_of(table: pa.Table) -> list[SourceItem]:

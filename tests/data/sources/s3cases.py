@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from tests.labeling.helpers import label_config, mask
@@ -28,3 +30,19 @@ def assert_rows_match(rows, reference):
         assert row["source_uri"].split("::")[1] == ref["source_uri"].split("::")[1]
         agree = (mask(row["pseudo_boundary"]) == mask(ref["pseudo_boundary"])).mean()
         assert agree > 0.999  # same model and pixels; only batch composition may differ
+
+
+def label_argv(input: str, out: Path | str, *extra: str, dataset: str = "sa") -> list[str]:
+    """Flags of ``directsam label`` for the same job as :func:`s3_config`."""
+    return [
+        "--source", "sa1b", "--input", input, "--dataset", dataset, "--output", str(out),
+        "--checkpoint", "scratch:tiny", "--resolution", "64", "--thickness", "3",
+        "--device", "cpu", "--dtype", "fp32", "--batch-size", "4", "--rows-per-shard", "4",
+        "--gpu-actors", "1", "--no-tracking", "--set", "compute.decode_batch_size=4", *extra,
+    ]  # fmt: skip
+
+
+def label_subprocess_args(input: str, out: Path | str, *extra: str) -> tuple[list[str], dict]:
+    """(command, environment) of the label job as its own process with its own local Ray."""
+    cmd = [sys.executable, "-m", "directsam.cli", "label", *label_argv(input, out, *extra)]
+    return cmd, {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}

@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -22,7 +20,14 @@ import pytest
 from directsam.labeling.lease import LeaseHeldError
 from directsam.labeling.pipeline import run_labeling
 from tests.data.sources.faultproxy import FaultProxy, Rule
-from tests.data.sources.s3cases import NUM_IMAGES, QUIET, TARS, assert_rows_match, s3_config
+from tests.data.sources.s3cases import (
+    NUM_IMAGES,
+    QUIET,
+    TARS,
+    assert_rows_match,
+    label_subprocess_args,
+    s3_config,
+)
 from tests.data.sources.s3server import object_reads
 from tests.labeling.helpers import read_generation
 from tests.reliability.helpers import wait_for
@@ -102,15 +107,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
 ):
     out = tmp_path / "out"
     gen = out / "sa" / "gen-scratch-tiny-0"
-    cmd = [
-        sys.executable, "-m", "directsam.cli", "label", "--source", "sa1b",
-        "--input", server.query("s3://data/sa1b/tars"), "--dataset", "sa",
-        "--output", str(out), "--checkpoint", "scratch:tiny", "--resolution", "64",
-        "--thickness", "3", "--device", "cpu", "--dtype", "fp32", "--batch-size", "4",
-        "--rows-per-shard", "4", "--gpu-actors", "1", "--no-tracking",
-        "--set", "compute.decode_batch_size=4",
-    ]  # fmt: skip
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
+    cmd, env = label_subprocess_args(server.query("s3://data/sa1b/tars"), out)
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert wait_for(lambda: (gen / "_lease.json").exists(), 240), "no lease appeared"

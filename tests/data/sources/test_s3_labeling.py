@@ -9,10 +9,8 @@ from the URI query (no environment), from ``--s3-endpoint``, and training reads 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,15 @@ import pytest
 
 from directsam.labeling.pipeline import run_labeling
 from directsam.labeling.writer import META_CHUNK, part_metadata
-from tests.data.sources.s3cases import NUM_IMAGES, QUIET, TARS, assert_rows_match, s3_config
+from tests.data.sources.s3cases import (
+    NUM_IMAGES,
+    QUIET,
+    TARS,
+    assert_rows_match,
+    label_argv,
+    label_subprocess_args,
+    s3_config,
+)
 from tests.data.sources.s3server import object_reads
 from tests.labeling.helpers import read_generation
 from tests.reliability.helpers import wait_for
@@ -66,15 +72,10 @@ def test_killed_run_resumes_with_ranged_reads_of_unfinished_tars(
 ):
     out = tmp_path / "out"
     gen = out / "sa" / "gen-scratch-tiny-0"
-    cmd = [
-        sys.executable, "-m", "directsam.cli", "label", "--source", "sa1b",
-        "--input", "s3://data/sa1b/tars", "--s3-endpoint", server.endpoint,
-        "--dataset", "sa", "--output", str(out), "--checkpoint", "scratch:tiny",
-        "--resolution", "64", "--thickness", "3", "--device", "cpu", "--dtype", "fp32",
-        "--batch-size", "4", "--rows-per-shard", "4", "--gpu-actors", "1", "--no-tracking",
-        "--set", "compute.decode_batch_size=4", "--set", "compute.lease_ttl_s=2",
-    ]  # fmt: skip
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
+    cmd, env = label_subprocess_args(
+        "s3://data/sa1b/tars", out, "--s3-endpoint", server.endpoint,
+        "--set", "compute.lease_ttl_s=2",
+    )  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         first = wait_for(lambda: sorted(gen.glob("part-*.parquet")), 240)
@@ -125,13 +126,10 @@ def test_endpoint_flag_and_num_samples_read_only_what_is_needed(ray_local, serve
     from directsam.labeling.cli import main
 
     server.reset()
-    argv = [
-        "--source", "sa1b", "--input", "s3://data/sa1b/tars", "--s3-endpoint", server.endpoint,
-        "--output", str(tmp_path), "--dataset", "head", "--num-samples", "5",
-        "--checkpoint", "scratch:tiny", "--resolution", "64", "--thickness", "3",
-        "--device", "cpu", "--dtype", "fp32", "--batch-size", "4", "--rows-per-shard", "4",
-        "--gpu-actors", "1", "--no-tracking", "--progress-interval", "1000",
-    ]  # fmt: skip
+    argv = label_argv(
+        "s3://data/sa1b/tars", tmp_path, "--s3-endpoint", server.endpoint,
+        "--num-samples", "5", "--progress-interval", "1000", dataset="head",
+    )  # fmt: skip
     assert main(argv) == 0
     rows = read_generation(tmp_path / "head" / "gen-scratch-tiny-0")
     assert sorted(rows) == [f"sa_{n}" for n in range(1, 6)]  # the first 5 in tar order

@@ -11,7 +11,9 @@ runs each variant in its own process against it:
 - ``read``: the source rows only (no decode, no model): the old path (``list_source`` +
   ``read_items``: tar headers listed on the driver, one ranged read per member), this code's
   ``read_source`` (tar datasource: one streamed GET per tar), and
-  ``ray.data.read_webdataset(decoder=None)`` over pyarrow's ``S3FileSystem``.
+  ``ray.data.read_webdataset(decoder=None)`` over pyarrow's ``S3FileSystem``;
+- ``stream``: the two tar readers alone, one process, no Ray: this code's ``read_unit`` and
+  ``tarfile`` over a pyarrow S3 input stream with a 32 MiB buffer (``read_webdataset``'s way).
 
 Figures per variant: requests by method, requests per image, and MB/s (tar bytes / wall time
 of the pass, Ray start excluded). One JSON line per variant goes to stdout (and ``--output``).
@@ -37,7 +39,15 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("label-before", "label-after", "read-before", "read-after", "read-webdataset")
+VARIANTS = (
+    "label-before",
+    "label-after",
+    "read-before",
+    "read-after",
+    "read-webdataset",
+    "stream-after",
+    "stream-webdataset",
+)
 
 
 def _pax_copy(src: Path, dst: Path) -> None:
@@ -52,14 +62,49 @@ def _pax_copy(src: Path, dst: Path) -> None:
 # ----------------------------------------------------------------------------- child side
 
 
+def _stream(args: argparse.Namespace, code: str) -> dict:
+    """One process, no Ray: this code's tar reader vs ``tarfile`` over a pyarrow S3 stream (what
+    ``read_webdataset`` runs in each read task), each over every tar in turn."""
+    import tarfile as tf
+
+    import pyarrow.fs as pafs
+
+    rows = nbytes = 0
+    start = time.perf_counter()
+    if code == "after":
+        from directsam.data.sources import plan_source
+        from directsam.data.sources.tarstream import read_unit
+
+        plan = plan_source("sa1b", args.uri)
+        for unit in plan.units():
+            for batch in read_unit(unit, "bench", plan.store, 1 << 30, batch_rows=64):
+                rows += len(batch)
+                nbytes += sum(len(r["image_bytes"] or b"") for r in batch)
+    else:
+        endpoint = os.environ["BENCH_ENDPOINT"].split("://", 1)[1]
+        s3 = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http")
+        prefix = args.uri.split("://", 1)[1]
+        for info in s3.get_file_info(pafs.FileSelector(prefix)):
+            with s3.open_input_stream(info.path, buffer_size=32 << 20) as f:
+                with tf.open(fileobj=f, mode="r|") as tar:
+                    for member in tar:
+                        data = tar.extractfile(member).read()
+                        if member.name.endswith(".jpg"):
+                            rows += 1
+                            nbytes += len(data)
+    return {"rows": rows, "failed": 0, "wall_s": round(time.perf_counter() - start, 3)}
+
+
 def _child(args: argparse.Namespace) -> dict:
+    kind, code = args.variant.split("-", 1)
+    if kind == "stream":
+        return _stream(args, code)
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
-    kind, code = args.variant.split("-", 1)
     start = time.perf_counter()
     if kind == "label":
         from directsam.labeling.config import LabelConfig
@@ -114,7 +159,7 @@ def _run_variant(server, variant: str, fmt: str, args: argparse.Namespace, tar_b
     env = {**os.environ, **server.env, "PYTHONPATH": code, "BENCH_ENDPOINT": server.endpoint}
     env["RAY_AUTH_MODE"] = "disabled"
     uri = f"s3://bench/{fmt}"
-    if before or variant == "read-webdataset":
+    if before or variant.endswith("-webdataset"):
         env["AWS_ENDPOINT_URL"] = server.endpoint
     else:
         uri = server.query(uri)

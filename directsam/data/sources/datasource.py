@@ -29,7 +29,6 @@ from directsam.data.sources.tarstream import (
     BLOCK,
     BLOCK_INFO,
     LABEL_MODE,
-    OFFSET_COLUMNS,
     TarUnit,
     read_unit,
 )
@@ -46,6 +45,7 @@ from directsam.schema import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
+BLOCK_BYTES = 32 << 20  # image + annotation bytes per block (an SA-1B image is ~0.5-1 MB)
 SOURCE_COLUMNS = (
     IMAGE_ID,
     SOURCE_URI,
@@ -77,8 +77,10 @@ def unit_blocks(
     chunk_rows: int,
     bookkeeping: bool,
     block_rows: int,
+    block_bytes: int = BLOCK_BYTES,
 ) -> Iterator[pa.Table]:
-    """The rows of one unit as Arrow tables of up to ``block_rows`` rows (a read task's body)."""
+    """The rows of one unit as Arrow tables of up to ``block_rows`` rows or ``block_bytes``
+    image bytes (a read task's body)."""
     import pyarrow as pa
 
     from directsam.data.sources import fs
@@ -86,11 +88,17 @@ def unit_blocks(
     fs.set_store(store)  # readers of source_uri in this worker use the job's endpoint too
     schema = row_schema(bookkeeping)
     names = schema.names
-    for rows in read_unit(unit, dataset, store, chunk_rows, batch_rows=block_rows):
+    pending: list[dict] = []
+    size = 0
+    for rows in read_unit(unit, dataset, store, chunk_rows, batch_rows=16):
         for row in rows:
-            for col in OFFSET_COLUMNS:
-                row.pop(col, None)
-        yield pa.Table.from_pylist([{k: r[k] for k in names} for r in rows], schema=schema)
+            pending.append({k: row[k] for k in names})
+            size += len(row[IMAGE_BYTES] or b"") + len(row[ANNOTATION] or b"")
+        if len(pending) >= block_rows or size >= block_bytes:
+            yield pa.Table.from_pylist(pending, schema=schema)
+            pending, size = [], 0
+    if pending:
+        yield pa.Table.from_pylist(pending, schema=schema)
 
 
 class TarDatasource(Datasource):
@@ -103,7 +111,7 @@ class TarDatasource(Datasource):
         chunk_rows: images per output chunk (labeling's ``rows_per_shard``).
         bookkeeping: add the ``block`` / ``block_info`` columns (labeling needs them).
         shuffle_seed: seeded tar order, new per execution (training), else the given order.
-        block_rows: rows per yielded block (~0.5 MB per SA-1B image).
+        block_rows: most rows per yielded block (blocks also stop at 32 MiB of bytes).
     """
 
     def __init__(
@@ -114,7 +122,7 @@ class TarDatasource(Datasource):
         chunk_rows: int = 1 << 30,
         bookkeeping: bool = False,
         shuffle_seed: int | None = None,
-        block_rows: int = 16,
+        block_rows: int = 256,
     ):
         self.units, self.dataset, self.store = list(units), dataset, store
         self.chunk_rows, self.bookkeeping = chunk_rows, bookkeeping

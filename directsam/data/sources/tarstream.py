@@ -119,9 +119,10 @@ def _checksum_ok(header: bytes) -> bool:
     except ValueError:
         return False
     blanked = header[:148] + b" " * 8 + header[156:]
-    unsigned = sum(blanked)
-    signed = sum(b - 256 if b > 127 else b for b in blanked)
-    return stored in (unsigned, signed)
+    unsigned = sum(blanked)  # C-level sum over bytes; the signed variant only when it differs
+    if stored == unsigned:
+        return True
+    return stored == unsigned - 256 * sum(1 for b in blanked if b > 127)
 
 
 def _pax_records(data: bytes) -> dict[str, str]:

@@ -250,3 +250,28 @@ def test_truncated_header_is_damage_not_an_exception(tmp_path):
     with pytest.raises(TarDamage, match=r"ends without its end-of-archive marker .*at byte 700"):
         members.extend(iter_members(io.BytesIO(raw[:700])))  # cut in the padding after sa_1.jpg
     assert [m.name for m in members] == ["sa_1.jpg"]
+
+
+def test_datasource_reads_one_task_per_tar_in_a_new_seeded_order_per_epoch(tmp_path):
+    from types import SimpleNamespace
+
+    from directsam.data.sources.datasource import TarDatasource
+
+    units = [_unit(_tar(tmp_path / f"t{k}.tar", _images(k * 2 + 1, 2))) for k in range(8)]
+    units = [TarUnit(f"t{k}", u.tars) for k, u in enumerate(units)]
+
+    def order(seed, execution):
+        tasks = TarDatasource(units, "ds", STORE, shuffle_seed=seed).get_read_tasks(
+            1, data_context=SimpleNamespace(_execution_idx=execution)
+        )
+        return [t.metadata.input_files[0].rsplit("/", 1)[1] for t in tasks]
+
+    names = [f"t{k}.tar" for k in range(8)]
+    assert order(None, 0) == order(None, 3) == names  # no shuffle: the plan's order
+    epoch0, epoch1 = order(7, 0), order(7, 1)
+    assert sorted(epoch0) == sorted(epoch1) == names and epoch0 != epoch1
+    assert order(7, 1) == epoch1  # seeded: the same epoch gives the same order
+    # A read task's blocks are the unit's rows (source columns only without bookkeeping).
+    task = TarDatasource(units[:1], "ds", STORE).get_read_tasks(1)[0]
+    (block,) = list(task())
+    assert block["image_id"].to_pylist() == ["sa_1", "sa_2"] and "block" not in block.schema.names

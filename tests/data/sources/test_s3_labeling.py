@@ -21,6 +21,7 @@ from directsam.labeling.pipeline import run_labeling
 from directsam.labeling.writer import META_CHUNK, part_metadata
 from tests.data.sources.s3cases import (
     NUM_IMAGES,
+    PER_TAR,
     QUIET,
     TARS,
     assert_rows_match,
@@ -72,8 +73,10 @@ def test_killed_run_resumes_with_ranged_reads_of_unfinished_tars(
 ):
     out = tmp_path / "out"
     gen = out / "sa" / "gen-scratch-tiny-0"
+    chunks = PER_TAR // 2  # chunks of 2 images and batches of 1: the kill lands mid-run
     cmd, env = label_subprocess_args(
-        "s3://data/sa1b/tars", out, "--s3-endpoint", server.endpoint,
+        "s3://data/sa1b/tars", out, "--s3-endpoint", server.endpoint, "--rows-per-shard", "2",
+        "--batch-size", "1", "--set", "compute.decode_batch_size=1",
         "--set", "compute.lease_ttl_s=2",
     )  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -84,32 +87,34 @@ def test_killed_run_resumes_with_ranged_reads_of_unfinished_tars(
         _kill_tree(proc)
     assert (gen / "_lease.json").exists()  # the killed run's lease stays behind...
     written = {p.name: part_metadata(str(p)) for p in gen.glob("part-*.parquet")}
-    assert 0 < len(written) < 6 and not (gen / "_SUCCESS.json").exists()
+    total = chunks * len(TARS)
+    assert 0 < len(written) < total and not (gen / "_SUCCESS.json").exists()
 
-    # What the re-run must read, per tar: nothing when both chunks are on disk; from the end of
-    # chunk 0 when only it is; else the whole tar (a chunk 1 alone is skipped when re-read).
+    # What the re-run must read, per tar: nothing when every chunk is on disk, else from the
+    # end of the chunk before the first missing one (from byte 0 when that is chunk 0).
     expected = {}
     for t, tar in enumerate(TARS):
-        have = {c for c in (0, 1) if f"part-sa_{t:06d}-0000{c}.parquet" in written}
-        if have == {0, 1}:
+        missing = [c for c in range(chunks) if f"part-sa_{t:06d}-{c:05d}.parquet" not in written]
+        if not missing:
             continue
-        if have == {0}:
-            end = json.loads(written[f"part-sa_{t:06d}-00000.parquet"][1][META_CHUNK])["end"]
-            assert end[0] == 0 and end[1] > 0
-            expected[tar] = f"bytes={end[1]}-"
-        else:
+        if missing[0] == 0:
             expected[tar] = "bytes=0-"
+            continue
+        meta = written[f"part-sa_{t:06d}-{missing[0] - 1:05d}.parquet"][1][META_CHUNK]
+        end = json.loads(meta)["end"]
+        assert end[0] == 0 and end[1] > 0
+        expected[tar] = f"bytes={end[1]}-"
 
     server.reset()
     cfg = s3_config("s3://data/sa1b/tars", out)
     cfg.object_store.endpoint = server.endpoint  # as --s3-endpoint: no query, no environment
-    cfg.compute.lease_ttl_s = 2
+    cfg.compute.rows_per_shard, cfg.compute.lease_ttl_s = 2, 2
     # ...and expires 2 s after its last heartbeat: the re-run waits for that, then takes over.
     assert wait_for(lambda: _lease_expired(gen / "_lease.json"), 30)
     summary = run_labeling(cfg, **QUIET)
     reads = {r["path"].rsplit("/", 1)[1]: r["range"] for r in object_reads(server.requests())}
     assert reads == expected and len(object_reads(server.requests())) == len(expected)
-    assert summary["complete"] and summary["blocks_written"] == 6 - len(written)
+    assert summary["complete"] and summary["blocks_written"] == total - len(written)
     for name, (_, meta) in written.items():  # finished shards were not rewritten
         assert part_metadata(str(gen / name))[1] == meta
     assert_rows_match(read_generation(gen), reference)

@@ -1,4 +1,4 @@
-"""Fixtures of the S3-protocol tests: the server with the uploaded sample, a reference run.
+"""Fixtures of the S3-protocol tests: the server with the uploaded sample, the reference rows.
 
 Modules that use them add ``pytest.mark.usefixtures("aws_env")`` so that the dummy
 credentials are in the environment before the module's Ray cluster starts (its workers inherit
@@ -12,10 +12,9 @@ import os
 import pytest
 
 from directsam.data.sample import make_sample
-from directsam.labeling.pipeline import run_labeling
-from tests.data.sources.s3cases import NUM_IMAGES, PER_TAR, QUIET, s3_config
+from tests.data.sources.s3cases import NUM_IMAGES, PER_TAR
 from tests.data.sources.s3server import CREDENTIALS, S3Server
-from tests.labeling.helpers import read_generation
+from tests.labeling.helpers import R
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +33,8 @@ def aws_env():
             os.environ[key] = value
 
 
-@pytest.fixture(scope="module")
-def server(aws_env, tmp_path_factory):
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
     root = make_sample(
         tmp_path_factory.mktemp("s3sample"),
         num_images=NUM_IMAGES,
@@ -52,9 +51,27 @@ def server(aws_env, tmp_path_factory):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def reference(ray_local, server, tmp_path_factory):
-    """The rows of the same tars labeled from the local disk."""
-    out = tmp_path_factory.mktemp("ref")
-    summary = run_labeling(s3_config(str(server.root / "tars"), out), **QUIET)
-    return read_generation(summary["generation"])
+@pytest.fixture(scope="session")
+def reference(server):
+    """Rows of the same tars from local disk through the three stages in one process (no Ray,
+    no blocks, no writer), in the shard's row shape: what every S3 run must write."""
+    import numpy as np
+
+    from directsam.data.sources import list_source
+    from directsam.labeling.stages import LabelPredictor, encode_pseudo, prepare_rows
+    from directsam.labeling.writer import rle_cell
+
+    items = list_source("sa1b", str(server.root / "tars"), dataset="sa")
+    rows = [dict(item.to_row(), block="0") for item in items]
+    batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
+    predictor = LabelPredictor("scratch:tiny", R, 0.5, device="cpu", dtype="fp32")
+    out = encode_pseudo(predictor(prepare_rows(batch, R, 3)), R)
+    return {
+        str(image_id): {
+            "error": out["error"][i] or None,
+            "source_uri": str(out["source_uri"][i]),
+            "human_boundary": rle_cell(out["human_counts"][i], R),
+            "pseudo_boundary": rle_cell(out["pseudo_counts"][i], R),
+        }
+        for i, image_id in enumerate(out["image_id"])
+    }

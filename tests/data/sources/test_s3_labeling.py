@@ -157,8 +157,7 @@ def test_stage1_training_streams_tars_from_s3(ray_local, server, tmp_path):
         "data.decode_cpus=0.5",
         "data.shuffle_buffer=8",
         f"run.storage_path={tmp_path / 'runs'}",
-        "run.num_workers=1",
-        "run.cpus_per_worker=0.5",
+        "run.num_workers=0",  # Train local mode: the same Ray Data stream, no worker start
         "optim.max_steps=3",
         "checkpoint.every_steps=3",
         "validation.every_steps=0",

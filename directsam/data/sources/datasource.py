@@ -129,7 +129,7 @@ class TarDatasource(Datasource):
         self.shuffle_seed, self.block_rows = shuffle_seed, block_rows
 
     def get_name(self) -> str:
-        return "ReadTars"
+        return "Tars"  # Ray Data shows it as ReadTars
 
     def estimate_inmemory_data_size(self) -> int | None:
         return sum(u.size for u in self.units)

@@ -253,7 +253,7 @@ def count_images(plan: TarPlan, budget_bytes: int = 64 << 20) -> tuple[int, bool
     images per ~10 GB). ``num_samples`` caps either.
     """
     from directsam.data.sources.objects import open_object
-    from directsam.data.sources.tarstream import TarDamage, iter_members, wds_key
+    from directsam.data.sources.tarformat import TarDamage, iter_members, wds_key
 
     total = sum(t.size for t in plan.tars)
     images = read = 0

@@ -17,14 +17,8 @@ import pytest
 from directsam.data.sources import objects
 from directsam.data.sources.objects import ObjectInfo, ReadRetriesExhausted, stat_object
 from directsam.data.sources.store import StoreOptions
-from directsam.data.sources.tarstream import (
-    BLOCK,
-    BLOCK_INFO,
-    TarDamage,
-    TarUnit,
-    iter_members,
-    read_unit,
-)
+from directsam.data.sources.tarformat import TarDamage, iter_members
+from directsam.data.sources.tarstream import BLOCK, BLOCK_INFO, TarUnit, read_unit
 
 STORE = StoreOptions(tries=3, backoff_s=0.0)
 

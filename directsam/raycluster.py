@@ -12,8 +12,39 @@ from typing import Any
 
 from directsam.config import ConfigError
 
+# Object-store settings the driver's environment passes on to every worker of the job.
+STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any) -> None:
+
+def _job_env_keys() -> set[str]:
+    """Env var names the submitted job's runtime env already sets (Ray refuses a second one)."""
+    import json
+
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return set()
+    try:
+        env = (json.loads(raw).get("runtime_env") or {}).get("env_vars") or {}
+    except (ValueError, AttributeError):
+        return set()
+    return set(env)
+
+
+def worker_env_vars(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Env vars for the job's runtime env: the driver's S3 endpoint/region (``STORE_ENV``) plus
+    ``extra``, minus those the submitted job's runtime env sets itself."""
+    env = {k: os.environ[k] for k in STORE_ENV if os.environ.get(k)}
+    env.update(extra or {})
+    skip = _job_env_keys()
+    return {k: v for k, v in env.items() if k not in skip}
+
+
+def init_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    env_vars: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> None:
     """Connect to ``address`` (or ``RAY_ADDRESS``), or start a new local Ray.
 
     A new local cluster never joins another cluster found on the host. Note that Ray 2.60's
@@ -23,11 +54,20 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
 
     Already-initialised Ray is reused, so tests and notebooks can share one local cluster.
     A local cluster is started without the dashboard unless ``include_dashboard=True``.
+
+    The driver's S3 endpoint and region (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ... and
+    ``env_vars``) go into the job's runtime env, so Ray workers on other hosts reach the same
+    object store (:func:`worker_env_vars`).
     """
     import ray
 
     if ray.is_initialized():
         return
+    env = worker_env_vars(env_vars)
+    if env:
+        runtime_env = dict(kwargs.pop("runtime_env", None) or {})
+        runtime_env["env_vars"] = {**env, **(runtime_env.get("env_vars") or {})}
+        kwargs["runtime_env"] = runtime_env
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address in (None, "local"):
         kwargs.setdefault("include_dashboard", False)

@@ -404,6 +404,8 @@ HEAVY = ("torch", "ray", "mlflow", "transformers", "cv2", "skimage", "pycocotool
 # delivery.registry imports it at module level (could be lazy: it only uses it in functions).
 HEAVY_AT_IMPORT = {
     "directsam.data.augment": "torch",
+    # Subclasses ray.data.Datasource; only imported inside the functions that read tars.
+    "directsam.data.sources.datasource": "ray",
     "directsam.delivery.pyfunc": "mlflow",
     "directsam.delivery.registry": "mlflow",
 }

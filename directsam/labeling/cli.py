@@ -53,6 +53,13 @@ def add_label_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--seed", type=int, default=None, help="random subset seed (source.seed)")
     g.add_argument("--registry", default=None, help="dataset registry YAML (source.registry)")
+    g.add_argument(
+        "--s3-endpoint",
+        default=None,
+        help="S3-protocol endpoint for s3:// input/output, e.g. MinIO http://HOST:9000 "
+        "(object_store.endpoint; default AWS_ENDPOINT_URL)",
+    )
+    g.add_argument("--s3-region", default=None, help="region of that store (object_store.region)")
     m = p.add_argument_group("model and outputs")
     m.add_argument("--output", default=None, help="output root (output)")
     m.add_argument("--checkpoint", default=None, help="checkpoint spec (model.checkpoint)")
@@ -176,12 +183,17 @@ def run_job(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
     (they are in the spool it names); the labels are complete either way.
     """
     from directsam.config import config_hash
+    from directsam.data.sources.store import resolve_options, worker_env
     from directsam.labeling.pipeline import run_labeling
     from directsam.raycluster import init_ray
     from directsam.tracking import get_tracker
     from directsam.tracking.spool import spool_dir_beside
 
-    init_ray(cfg.address)
+    # The endpoint (flag, config or the URIs' ?endpoint_override=) reaches every worker through
+    # the job's runtime env; read tasks also get it as an argument. Credentials stay with each
+    # node's own AWS chain.
+    store, _ = resolve_options(cfg.object_store.options(), (cfg.source.input, cfg.output))
+    init_ray(cfg.address, env_vars=worker_env(store))
     # Same job (same output and label-defining settings) = same MLflow run when resumed.
     shape = (
         "source",

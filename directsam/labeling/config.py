@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from directsam.data.sources.listing import SOURCE_TYPES, SPLITS
+from directsam.data.sources.store import StoreOptions
 
 LABEL_MODES = ("single_channel", "force_binary", "rgb")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
@@ -50,6 +51,41 @@ class SourceConfig:
             out.append(("split", f"must be one of {', '.join(SPLITS)}, got {self.split!r}"))
         if self.num_samples is not None and self.num_samples < 1:
             out.append(("num_samples", f"must be >= 1, got {self.num_samples}"))
+        return out
+
+
+@dataclass
+class ObjectStoreConfig:
+    endpoint: str | None = None
+    """S3-protocol endpoint URL for s3:// URIs (MinIO: http://HOST:9000); default
+    AWS_ENDPOINT_URL, else AWS. Reaches every Ray worker of the job."""
+    region: str | None = None
+    """Region of the S3-protocol store (default AWS_REGION / AWS_DEFAULT_REGION)."""
+    tries: int = 5
+    """Attempts per streamed tar read (dropped connection, timeout, 5xx) before the unread
+    images of that tar become a failed row that a re-run retries."""
+    backoff_s: float = 0.5
+    """First delay between attempts; doubles per failed attempt (capped at 30 s)."""
+    timeout_s: float = 60.0
+    """Connect / read timeout of one request, in seconds."""
+
+    def options(self) -> StoreOptions:
+        return StoreOptions(
+            endpoint=self.endpoint or None,
+            region=self.region or None,
+            tries=self.tries,
+            backoff_s=self.backoff_s,
+            timeout_s=self.timeout_s,
+        )
+
+    def validate(self) -> list[tuple[str, str]]:
+        out = []
+        if self.tries < 1:
+            out.append(("tries", f"must be >= 1, got {self.tries}"))
+        if self.backoff_s < 0:
+            out.append(("backoff_s", f"must be >= 0, got {self.backoff_s}"))
+        if self.timeout_s <= 0:
+            out.append(("timeout_s", f"must be > 0, got {self.timeout_s}"))
         return out
 
 
@@ -104,14 +140,20 @@ class ComputeConfig:
     nvidia-nvimgcodec-cu12 or torchvision) | auto (gpu when the actors run on CUDA and such a
     package is installed, else cpu). See docs/SIZING.md."""
     rows_per_shard: int = 1000
-    """Input block size: block k of the sorted listing -> part-{k:06d}.parquet."""
+    """Images per shard: block k of a sorted listing -> part-{k:06d}.parquet; tar sources:
+    chunk c of tar T -> part-T-{c:05d}.parquet."""
     max_blocks: int | None = None
     """Stop after writing this many blocks (testing, fault injection, partial runs)."""
     progress_interval_s: float = 30.0
     """Seconds between "N/M images, img/s" log lines."""
+    lease_ttl_s: float = 120.0
+    """A run's lease on its output generation expires this long after its last heartbeat
+    (another run on the same output refuses to start while it is fresh)."""
 
     def validate(self) -> list[tuple[str, str]]:
         out = []
+        if self.lease_ttl_s <= 0:
+            out.append(("lease_ttl_s", f"must be > 0, got {self.lease_ttl_s}"))
         for name in ("batch_size", "gpu_actors", "decode_batch_size", "rows_per_shard"):
             if getattr(self, name) < 1:
                 out.append((name, f"must be >= 1, got {getattr(self, name)}"))
@@ -150,6 +192,7 @@ class LabelConfig:
     address: str | None = None
     """Ray address (default RAY_ADDRESS, else a local cluster)."""
     source: SourceConfig = field(default_factory=SourceConfig)
+    object_store: ObjectStoreConfig = field(default_factory=ObjectStoreConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -186,6 +229,8 @@ SHORTHANDS: dict[str, str] = {
     "num_samples": "source.num_samples",
     "seed": "source.seed",
     "registry": "source.registry",
+    "s3_endpoint": "object_store.endpoint",
+    "s3_region": "object_store.region",
     "output": "output",
     "checkpoint": "model.checkpoint",
     "resolution": "model.resolution",

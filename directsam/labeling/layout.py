@@ -2,8 +2,9 @@
 
 One folder per (dataset, generation). A generation is the set of shards written by one
 checkpoint; its ``_plan.json`` fixes what the shards mean (source, resolution, threshold,
-thickness, checkpoint, block size, hash of the planned ids) and ``_SUCCESS.json`` appears when
-every block is written. Shards are never rewritten: a newer checkpoint writes a new ``gen-*``.
+thickness, checkpoint, block size, hash of the planned ids or of the tars' names, sizes and
+ETags) and ``_SUCCESS.json`` appears when every block is written. ``_lease.json`` names the run
+writing it (``directsam.labeling.lease``). A newer checkpoint writes a new ``gen-*``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from directsam.data.sources import fs
 
 PLAN_FILE = "_plan.json"
 SUCCESS_FILE = "_SUCCESS.json"
+LEASE_FILE = "_lease.json"
 GEN_PREFIX = "gen-"
 
 
@@ -24,9 +26,17 @@ def generation_name(checkpoint_sha: str) -> str:
     return GEN_PREFIX + re.sub(r"[^A-Za-z0-9._-]+", "-", checkpoint_sha).strip("-")
 
 
-def part_name(block: int) -> str:
-    """Deterministic shard file name of input block ``block``."""
-    return f"part-{block:06d}.parquet"
+def part_name(block: str | int) -> str:
+    """Deterministic shard file name of block ``block`` (``part-000042.parquet``,
+    ``part-sa_000042-00003.parquet``)."""
+    key = f"{block:06d}" if isinstance(block, int) else block
+    return f"part-{key}.parquet"
+
+
+def part_key(uri: str) -> str:
+    """Inverse of :func:`part_name` on a shard URI or file name."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    return name[len("part-") : -len(".parquet")]
 
 
 def generation_dir(output: str, dataset: str, checkpoint_sha: str) -> str:

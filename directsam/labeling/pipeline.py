@@ -1,10 +1,14 @@
-"""Stage 2 on Ray Data: list -> blocks -> read + decode (CPU) -> model (GPU actor pool) -> RLE
--> one atomically written Parquet shard per input block.
+"""Stage 2 on Ray Data: plan -> read + decode (CPU) -> model (GPU actor pool) -> RLE -> one
+atomically written Parquet shard per block.
 
-The driver owns the plan and the writes: it lists the input in sorted-id order, cuts it into
-blocks of ``rows_per_shard``, skips blocks already on disk, streams the rest through Ray Data
-and writes each block as soon as all of its rows have come back. Every input row comes back
-exactly once (errors are values, never dropped blocks), so a block is complete or not written.
+The driver owns the plan and the writes. It plans the input (tar objects, or the sorted
+listing of a folder/COCO source as one Arrow table), takes the generation's lease, skips
+blocks already on disk, streams the rest through Ray Data and writes each block as soon as all
+of its rows have come back (``directsam.labeling.units`` says when that is: a known id list
+for listed blocks, the closing row's count for tar chunks). Every input row comes back exactly
+once (errors are values, never dropped blocks), so a block is complete or not written.
+
+    plan_source -> make_work -> Lease -> _check_plan -> scan -> build_dataset -> _collect
 """
 
 from __future__ import annotations
@@ -15,44 +19,29 @@ from dataclasses import asdict
 from typing import Any
 
 from directsam.config import ConfigError
-from directsam.data.sources import fs, list_source
-from directsam.data.targets import cell_text
+from directsam.data.sources import fs, plan_source
+from directsam.data.sources.store import resolve_options
 from directsam.labeling import layout
+from directsam.labeling.collect import collect_blocks
 from directsam.labeling.config import LabelConfig
+from directsam.labeling.lease import Lease
 from directsam.labeling.stages import (
-    BLOCK,
-    HUMAN_COUNTS,
-    PSEUDO_COUNTS,
     LabelPredictor,
     encode_pseudo,
     prepare_rows,
 )
+from directsam.labeling.units import ListedWork, TarWork, make_work
 from directsam.labeling.writer import (
-    BlockPlan,
-    block_status,
-    block_table,
     clean_temp_files,
-    ids_sha256,
-    plan_blocks,
-    rle_cell,
     shard_counts,
-    write_block,
 )
 from directsam.schema import (
     CHECKPOINT,
     CHECKPOINT_SHA,
-    DATASET,
-    ERROR,
-    HEIGHT,
-    HUMAN_BOUNDARY,
-    IMAGE_ID,
-    PSEUDO_BOUNDARY,
     RESOLUTION,
     SCHEMA_VERSION,
-    SOURCE_URI,
     THICKNESS,
     THRESHOLD,
-    WIDTH,
 )
 
 # Plan keys that define what a generation's shards mean: a re-run must agree on all of them.
@@ -63,6 +52,7 @@ PLAN_KEYS = (
     "checkpoint_sha",
     "rows_per_shard",
     "ids_sha256",
+    "tars_sha256",
 )
 _PLAN_FLAGS = {
     "resolution": "--resolution",
@@ -71,6 +61,7 @@ _PLAN_FLAGS = {
     "checkpoint_sha": "--checkpoint",
     "rows_per_shard": "--rows-per-shard",
     "ids_sha256": "--input/--num-samples",
+    "tars_sha256": "--input/--num-samples/--split",
 }
 
 
@@ -124,6 +115,20 @@ def resolve_compute(cfg: LabelConfig) -> dict[str, Any]:
     }
 
 
+def _changed_tars(old: dict[str, Any], new: dict[str, Any]) -> str:
+    before = {t["uri"]: t for t in old.get("tars") or []}
+    after = {t["uri"]: t for t in new.get("tars") or []}
+    changed = [u for u in sorted(set(before) & set(after)) if before[u] != after[u]]
+    added, gone = sorted(set(after) - set(before)), sorted(set(before) - set(after))
+    parts = [
+        f"{u} changed (size/ETag {before[u]['size']}/{before[u]['version']} on disk "
+        f"vs {after[u]['size']}/{after[u]['version']} now)"
+        for u in changed[:3]
+    ]
+    parts += [f"{u} is new" for u in added[:3]] + [f"{u} is gone" for u in gone[:3]]
+    return "; ".join(parts)
+
+
 def _check_plan(generation: str, plan: dict[str, Any]) -> None:
     old = layout.read_json(fs.join(generation, layout.PLAN_FILE))
     if old is None:
@@ -134,9 +139,11 @@ def _check_plan(generation: str, plan: dict[str, Any]) -> None:
         what = "; ".join(
             f"{_PLAN_FLAGS[k]}: {old.get(k)!r} on disk vs {plan.get(k)!r} now" for k in diffs
         )
+        tars = _changed_tars(old, plan) if "tars_sha256" in diffs else ""
         raise ConfigError(
-            f"--output {generation} already holds a generation with other settings ({what}); "
-            "use another --output, or the original settings to resume"
+            f"--output {generation} already holds a generation with other settings ({what}"
+            f"{'; ' + tars if tars else ''}); use another --output, or the original settings "
+            "and input to resume"
         )
 
 
@@ -152,25 +159,33 @@ def _configure_data_context() -> None:
 
 
 def build_dataset(
-    rows: list[dict[str, Any]], cfg: LabelConfig, thickness: int, compute: dict[str, Any]
+    work: ListedWork | TarWork,
+    cfg: LabelConfig,
+    thickness: int,
+    compute: dict[str, Any],
+    store: Any,
 ) -> Any:
-    """The Ray Data pipeline over listing rows (each with its ``block``)."""
+    """The Ray Data pipeline over the pending blocks (each row with its ``block``)."""
     import ray.data
 
     res = cfg.model.resolution
-    per_block = max(1, cfg.compute.decode_batch_size)
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // per_block)))
-    # [1] CPU: read bytes, decode, resize, human boundary (parallel tasks, 1 CPU each).
-    # An explicit task-pool size other than the actor pool's keeps Ray Data from fusing this
-    # stage into the model actors (Task->Actor fusion), where it would run serially.
-    tasks = compute["decode_tasks"]
+    ds = work.dataset(max(1, cfg.compute.decode_batch_size))
+    # [1] CPU: read bytes (listed rows; tar rows arrive with theirs), decode, resize, human
+    # boundary (parallel tasks, 1 CPU each). An explicit task-pool size other than the actor
+    # pool's keeps Ray Data from fusing this stage into the model actors (Task->Actor fusion),
+    # where it would run serially.
     gpu_decode = bool(compute.get("gpu_decode"))  # then [1] reads headers, [2] decodes
     ds = ds.map_batches(
         prepare_rows,
-        fn_kwargs={"resolution": res, "thickness": thickness, "decode_images": not gpu_decode},
+        fn_kwargs={
+            "resolution": res,
+            "thickness": thickness,
+            "decode_images": not gpu_decode,
+            "store": store,
+        },
         batch_size=cfg.compute.decode_batch_size,
         num_cpus=1,
-        compute=ray.data.TaskPoolStrategy(size=tasks),
+        compute=ray.data.TaskPoolStrategy(size=compute["decode_tasks"]),
     )
     # [2] Model: a fixed-size actor pool, one model per actor, explicit batch size.
     model_kwargs = {
@@ -198,59 +213,44 @@ def build_dataset(
     )
 
 
-def _rows_of(batch: dict[str, Any], res: int) -> list[tuple[int, str, dict[str, Any]]]:
-    out = []
-    for i in range(len(batch[IMAGE_ID])):
-        err = cell_text(batch[ERROR][i])
-        out.append(
-            (
-                int(batch[BLOCK][i]),
-                str(batch[IMAGE_ID][i]),
-                {
-                    SOURCE_URI: str(batch[SOURCE_URI][i]),
-                    DATASET: str(batch[DATASET][i]),
-                    HEIGHT: int(batch[HEIGHT][i]),
-                    WIDTH: int(batch[WIDTH][i]),
-                    PSEUDO_BOUNDARY: rle_cell(cell_text(batch[PSEUDO_COUNTS][i]), res),
-                    HUMAN_BOUNDARY: rle_cell(cell_text(batch[HUMAN_COUNTS][i]), res),
-                    ERROR: err,
-                },
-            )
-        )
-    return out
-
-
 def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
     """Label one dataset; returns the summary (counts, throughput, paths).
 
     Ray must be initialised. Re-running the same job skips finished blocks; settings that
-    would change finished shards are refused (see :data:`PLAN_KEYS`).
+    would change finished shards are refused (see :data:`PLAN_KEYS`); a second run on the same
+    output generation while this one holds its lease is refused (``labeling.lease``).
     """
     from directsam.config import to_dict
     from directsam.model.spec import checkpoint_sha
     from directsam.tracking import lineage
 
     src = cfg.source
-    items = list_source(
-        src.type,
-        src.input,
-        dataset=src.dataset or None,
-        num_samples=src.num_samples,
-        seed=src.seed,
-        split=src.split,
-        mode=src.mode,
-        annotations=src.annotations,
-        labels=src.labels,
-    )
+    try:
+        plan = plan_source(
+            src.type,
+            src.input,
+            dataset=src.dataset or None,
+            num_samples=src.num_samples,
+            seed=src.seed,
+            split=src.split,
+            mode=src.mode,
+            annotations=src.annotations,
+            labels=src.labels,
+            store=cfg.object_store.options(),
+        )
+        store, (output,) = resolve_options(plan.store, (cfg.output,))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    fs.set_store(store)
     thickness = cfg.thickness
     if src.type == "shards":
         from directsam.data.sources.shards import generation_plan
 
         thickness = int(generation_plan(src.input)["thickness"])  # carried forward unchanged
-    dataset = items[0].dataset if items else (src.dataset or "dataset")
+    dataset = plan.dataset
     sha = checkpoint_sha(cfg.model.checkpoint)
-    generation = layout.generation_dir(cfg.output, dataset, sha)
-    blocks = plan_blocks([i.image_id for i in items], cfg.compute.rows_per_shard)
+    generation = layout.generation_dir(output, dataset, sha)
+    work = make_work(plan, cfg.compute.rows_per_shard)
     constants = {
         RESOLUTION: cfg.model.resolution,
         CHECKPOINT: cfg.model.checkpoint,
@@ -258,54 +258,70 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
         THRESHOLD: float(cfg.model.threshold),
         THICKNESS: thickness,
     }
-    plan = {
+    plan_doc = {
         "dataset": dataset,
         "source": asdict(src),
         **constants,
         "rows_per_shard": cfg.compute.rows_per_shard,
-        "num_items": len(items),
-        "num_blocks": len(blocks),
-        "ids_sha256": ids_sha256([i.image_id for i in items]),
+        **work.plan_keys,
         "schema_version": SCHEMA_VERSION,
         "lineage": lineage(),
     }
-    _check_plan(generation, plan)
-    clean_temp_files(generation)
-    done = {b.index for b in blocks if block_status(generation, b)}
-    pending = [b for b in blocks if b.index not in done]
-    log(
-        f"{dataset}: {len(items)} images in {len(blocks)} blocks -> {generation}; "
-        f"{len(done)} blocks already written, {len(pending)} to do"
-    )
-
-    written, stats = _run_pending(cfg, items, pending, generation, constants, thickness, log)
-    counts = shard_counts(layout.part_files(generation))
-    complete = len(done) + len(written) == len(blocks)
-    summary = {
-        "dataset": dataset,
-        "generation": generation,
-        "checkpoint": cfg.model.checkpoint,
-        "checkpoint_sha": sha,
-        "num_inputs": len(items),
-        "num_blocks": len(blocks),
-        "blocks_skipped": len(done),
-        "blocks_written": len(written),
-        "complete": complete,
-        **counts,
-        **stats,
-    }
-    if complete:
-        success = {
-            **summary,
-            "config": to_dict(cfg),
-            "lineage": lineage(),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    with Lease(generation, ttl_s=cfg.compute.lease_ttl_s) as lease:
+        _check_plan(generation, plan_doc)
+        clean_temp_files(generation)
+        work.scan(generation)
+        what = (
+            f"{work.num_inputs} images in {len(work.keys)} blocks"
+            if isinstance(work, ListedWork)
+            else f"{len(work.units)} tars"
+        )
+        log(
+            f"{dataset}: {what} -> {generation}; {len(work.done)} blocks already written, "
+            f"{len(work.pending)} {'blocks' if isinstance(work, ListedWork) else 'tars'} to do"
+        )
+        stats = _run_pending(cfg, work, generation, constants, thickness, store, lease, log)
+        counts = shard_counts(layout.part_files(generation))
+        complete = work.complete()
+        summary = {
+            "dataset": dataset,
+            "generation": generation,
+            "checkpoint": cfg.model.checkpoint,
+            "checkpoint_sha": sha,
+            "plan": plan.kind,
+            "num_inputs": work.num_inputs
+            if work.num_inputs is not None
+            else (counts["num_rows"] if complete else None),
+            "num_units": len(work.keys) if isinstance(work, ListedWork) else len(work.units),
+            "num_blocks": len(work.keys)
+            if isinstance(work, ListedWork)
+            else len(layout.part_files(generation)),
+            "blocks_skipped": len(work.done),
+            "blocks_written": len(work.written),
+            "units_to_retry": sorted(getattr(work, "retrying", set())),
+            "complete": complete,
+            **counts,
+            **stats,
         }
-        layout.write_json_atomic(fs.join(generation, layout.SUCCESS_FILE), success)
+        if complete:
+            success = {
+                **summary,
+                "config": to_dict(cfg),
+                "lineage": lineage(),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            layout.write_json_atomic(fs.join(generation, layout.SUCCESS_FILE), success)
+    if isinstance(work, ListedWork):
+        where = f"{len(work.done) + len(work.written)}/{len(work.keys)} blocks"
+    else:
+        where = f"{summary['num_blocks']} blocks of {len(work.units)} tars"
     log(
         f"{dataset}: {counts['num_rows']} rows ({counts['num_good']} good, "
-        f"{counts['num_failed']} failed) in {len(done) + len(written)}/{len(blocks)} blocks"
+        f"{counts['num_failed']} failed) in {where}"
+        + ("" if complete else " (incomplete: re-run the same command to finish)")
     )
+    for unit in summary["units_to_retry"]:
+        log(f"  read failed after every retry in {unit}: a re-run retries its unread images")
     for reason in counts["first_errors"]:
         log(f"  failed: {reason}")
     return summary
@@ -313,73 +329,44 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
 
 def _run_pending(
     cfg: LabelConfig,
-    items: list[Any],
-    pending: list[BlockPlan],
+    work: ListedWork | TarWork,
     generation: str,
     constants: dict[str, Any],
     thickness: int,
+    store: Any,
+    lease: Lease,
     log: Any,
-) -> tuple[list[int], dict[str, Any]]:
-    from directsam.raycluster import ProgressLogger
-
+) -> dict[str, Any]:
     stats: dict[str, Any] = {
         "images_processed": 0,
         "wall_s": 0.0,
         "images_per_s": 0.0,
         "steady_images_per_s": 0.0,
+        "duplicate_rows_ignored": 0,
     }
-    if cfg.compute.max_blocks is not None:
-        limit = cfg.compute.max_blocks
-    else:
-        limit = len(pending)
-    if not pending or limit == 0:
-        return [], stats
-    by_id = {i.image_id: i for i in items}
-    plans = {b.index: b for b in pending}
-    rows = [dict(by_id[i].to_row(), block=b.index) for b in pending for i in b.image_ids]
+    limit = cfg.compute.max_blocks if cfg.compute.max_blocks is not None else float("inf")
+    if not work.pending or limit == 0:
+        return stats
     compute = resolve_compute(cfg)
     where = "in the model actors (GPU)" if compute.get("gpu_decode") else "in CPU tasks"
     log(f"image decode: {where}")
     _configure_data_context()
-    ds = build_dataset(rows, cfg, thickness, compute)
-
-    progress = ProgressLogger(len(rows), cfg.compute.progress_interval_s)
-    buffers: dict[int, dict[str, dict[str, Any]]] = {}
-    written: list[int] = []
+    ds = build_dataset(work, cfg, thickness, compute, store)
     start = time.perf_counter()
-    first = last = None
-    seen_after_first = 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        now = time.perf_counter()
-        batch_rows = _rows_of(batch, cfg.model.resolution)
-        if first is None:
-            first = now
-        else:
-            seen_after_first += len(batch_rows)
-        last = now
-        progress.update(len(batch_rows))
-        for block, image_id, row in batch_rows:
-            buf = buffers.setdefault(block, {})
-            if image_id in buf:
-                raise RuntimeError(f"row {image_id} of block {block} came back twice")
-            buf[image_id] = row
-        for block in [b for b, buf in buffers.items() if len(buf) == len(plans[b].image_ids)]:
-            write_block(generation, block_table(plans[block], buffers.pop(block), constants), block)
-            written.append(block)
-            if len(written) >= limit:
-                break
-        if len(written) >= limit:
-            break
+    count, first, last, after_first = collect_blocks(
+        ds,
+        work,
+        generation,
+        constants,
+        lease,
+        limit,
+        cfg.model.resolution,
+        cfg.compute.progress_interval_s,
+    )
     wall = time.perf_counter() - start
-    progress.emit()
-    if len(written) < limit:
-        missing = {
-            b: len(plans[b].image_ids) - len(buffers.get(b, {})) for b in plans if b not in written
-        }
-        raise RuntimeError(f"the pipeline ended with unwritten blocks (missing rows: {missing})")
-    stats["images_processed"] = progress.count
-    stats["wall_s"] = round(wall, 3)
-    stats["images_per_s"] = round(progress.count / wall, 3) if wall > 0 else 0.0
+    stats["images_processed"], stats["wall_s"] = count["rows"], round(wall, 3)
+    stats["duplicate_rows_ignored"] = count["duplicates"]
+    stats["images_per_s"] = round(count["rows"] / wall, 3) if wall > 0 else 0.0
     if first is not None and last is not None and last > first:
-        stats["steady_images_per_s"] = round(seen_after_first / (last - first), 3)
-    return written, stats
+        stats["steady_images_per_s"] = round(after_first / (last - first), 3)
+    return stats

@@ -42,10 +42,13 @@ from directsam.schema import (
 HUMAN_COUNTS = "human_counts"  # str | None: COCO counts of the human boundary at R x R
 PSEUDO_COUNTS = "pseudo_counts"  # str | None: COCO counts of the pseudo boundary at R x R
 PSEUDO_BITS = "pseudo_bits"  # uint8 (N, ceil(R*R/8)): the thresholded map, column-major bits
-BLOCK = "block"  # int: index of the input block the row belongs to
+BLOCK = "block"  # str: key of the output block (shard) the row belongs to
+BLOCK_INFO = "block_info"  # str | None: tar chunks' closing-row JSON (data.sources.tarstream)
 # str | None: the annotation's error of a row whose image is still to be decoded (GPU decode
 # path). It becomes the row's error unless decoding fails, whose error wins as on the CPU path.
 PENDING_ERROR = "pending_error"
+# Columns every stage passes through unchanged (the driver groups rows into shards by them).
+PASS_THROUGH = (BLOCK, BLOCK_INFO, "image_id", "source_uri", "dataset")
 
 
 def unpack_bits(packed: npt.NDArray[np.uint8], resolution: int) -> npt.NDArray[np.bool_]:
@@ -54,29 +57,35 @@ def unpack_bits(packed: npt.NDArray[np.uint8], resolution: int) -> npt.NDArray[n
 
 
 def prepare_rows(
-    batch: dict[str, np.ndarray], resolution: int, thickness: int, decode_images: bool = True
+    batch: dict[str, np.ndarray],
+    resolution: int,
+    thickness: int,
+    decode_images: bool = True,
+    store: Any = None,
 ) -> dict[str, np.ndarray]:
-    """CPU stage: read bytes, decode + resize to R, human boundary -> RLE counts.
+    """CPU stage: read bytes (listed rows), decode + resize to R, human boundary -> RLE counts.
 
     Args:
-        batch: listing rows (``SourceItem.to_row()`` + ``block``).
+        batch: listing rows (``SourceItem.to_row()`` + ``block``), or source rows that already
+            hold ``image_bytes`` (tar streams, + ``block`` / ``block_info``).
         resolution: model input side R.
         thickness: human boundary band thickness at R.
         decode_images: False for the GPU decode path: only the image header is read here
             (size for the human boundary, the errors a header shows) and the compressed
             bytes go on to the model actors.
+        store: the job's S3 settings (``StoreOptions``) for reading listed rows.
 
     Returns:
         ``image`` uint8 (N, R, R, 3) (or, without ``decode_images``, ``image_bytes`` and
         ``pending_error``), ``height``/``width`` int32, ``human_counts`` (str, or None when
         the source has no annotation or the row failed), ``error``, and the pass-through
-        columns ``block, image_id, source_uri, dataset``.
+        columns ``block, block_info, image_id, source_uri, dataset``.
     """
     from directsam.data.rle import mask_to_rle
     from directsam.data.sources import read_items
     from directsam.data.targets import HAS_TARGET, TARGET, decode_rows
 
-    rows = read_items(batch)
+    rows = batch if IMAGE_BYTES in batch else read_items(batch, store)
     decoded = decode_rows(
         rows, resolution, thickness, keep_image=decode_images, header_only=not decode_images
     )
@@ -85,7 +94,7 @@ def prepare_rows(
     for i in range(n):
         if decoded[HAS_TARGET][i] and not cell_text(decoded[ERROR][i]):
             human[i] = mask_to_rle(decoded[TARGET][i])["counts"]
-    keep = ("block", "image_id", "source_uri", "dataset", "image", "height", "width", "error")
+    keep = (*PASS_THROUGH, "image", "height", "width", "error")
     out = {k: decoded[k] for k in keep if k in decoded}
     out[HUMAN_COUNTS] = human
     if not decode_images:

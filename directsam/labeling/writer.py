@@ -1,10 +1,13 @@
-"""Block plan and atomic Parquet shard writes: input block k -> ``part-{k:06d}.parquet``.
+"""Block plans and atomic Parquet shard writes: block ``key`` -> ``part-<key>.parquet``.
 
-The driver lists the input in sorted-id order and cuts it into blocks of ``rows_per_shard``
-ids. Each block is written once, whole, to a hidden temp name and renamed into place, with the
-block number and a hash of its ids in the Parquet metadata. A re-run skips every block whose
-final file exists and matches the plan, so an interrupted run plus a re-run gives exactly the
-rows of an uninterrupted one, and a finished block is never rewritten.
+A block is what one shard holds: for listed sources block ``k`` of the sorted ids
+(key ``000042``), for tar sources chunk ``c`` of a tar (key ``sa_000042-00003``, see
+``directsam.data.sources.tarstream``). Each block is written once, whole, to a hidden temp
+name and renamed into place, with its key, a hash of its ids and (tar chunks) the chunk's
+positions in the Parquet metadata. A re-run skips every finished block, so an interrupted run
+plus a re-run gives exactly the rows of an uninterrupted one. The one exception is a tar chunk
+whose read failed for good after every retry: it is written with the rows read so far plus a
+row naming the failure, and a re-run reads the rest and replaces it atomically.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from directsam.schema import (
 META_BLOCK = b"directsam.block"
 META_IDS_SHA = b"directsam.ids_sha256"
 META_ROWS = b"directsam.num_rows"
+META_CHUNK = b"directsam.chunk"  # tar chunks: JSON {unit, rows, start, end, final, retry, ...}
 
 
 class PlanMismatchError(ValueError):
@@ -47,9 +51,9 @@ class PlanMismatchError(ValueError):
 
 @dataclass(frozen=True)
 class BlockPlan:
-    """Block ``index`` of the sorted listing: its ``image_ids`` in order and their hash."""
+    """Block ``key`` (``part-<key>.parquet``): its ``image_ids`` in order and their hash."""
 
-    index: int
+    key: str
     image_ids: tuple[str, ...]
 
     @property
@@ -68,7 +72,7 @@ def ids_sha256(image_ids: tuple[str, ...] | list[str]) -> str:
 def plan_blocks(image_ids: list[str], rows_per_shard: int) -> list[BlockPlan]:
     """Cut sorted ids into consecutive blocks of ``rows_per_shard`` (the last may be short)."""
     return [
-        BlockPlan(k, tuple(image_ids[start : start + rows_per_shard]))
+        BlockPlan(f"{k:06d}", tuple(image_ids[start : start + rows_per_shard]))
         for k, start in enumerate(range(0, len(image_ids), rows_per_shard))
     ]
 
@@ -131,29 +135,39 @@ def block_status(generation: str, plan: BlockPlan) -> bool:
     Raises:
         PlanMismatchError: the shard exists but holds other ids or another row count.
     """
-    import pyarrow.parquet as pq
-
-    uri = fs.join(generation, part_name(plan.index))
+    uri = fs.join(generation, part_name(plan.key))
     if not fs.is_file(uri):
         return False
-    filesystem, path, _ = fs.resolve(uri)
-    with filesystem.open_input_file(path) as f:
-        meta = pq.ParquetFile(f).metadata
-    kv = meta.metadata or {}
-    if meta.num_rows != len(plan.image_ids) or kv.get(META_IDS_SHA) != plan.ids_sha.encode():
+    num_rows, kv = part_metadata(uri)
+    if num_rows != len(plan.image_ids) or kv.get(META_IDS_SHA) != plan.ids_sha.encode():
         raise PlanMismatchError(
-            f"{uri} holds {meta.num_rows} rows of another id list than block {plan.index} of "
+            f"{uri} holds {num_rows} rows of another id list than block {plan.key} of "
             f"the current listing ({len(plan.image_ids)} ids): the input changed since it was "
             "written; write to a new --output"
         )
     return True
 
 
+def part_metadata(uri: str) -> tuple[int, dict[bytes, bytes]]:
+    """(row count, key-value metadata) of a shard, from its footer only."""
+    import pyarrow.parquet as pq
+
+    filesystem, path, _ = fs.resolve(uri)
+    with filesystem.open_input_file(path) as f:
+        meta = pq.ParquetFile(f).metadata
+    return meta.num_rows, dict(meta.metadata or {})
+
+
 def rle_cell(counts: str | None, size: int) -> dict[str, Any] | None:
     return None if counts is None else {"size": [size, size], "counts": counts}
 
 
-def block_table(plan: BlockPlan, rows: dict[str, dict[str, Any]], constants: dict[str, Any]) -> Any:
+def block_table(
+    plan: BlockPlan,
+    rows: dict[str, dict[str, Any]],
+    constants: dict[str, Any],
+    extra_meta: dict[bytes, bytes] | None = None,
+) -> Any:
     """Arrow table of one block in plan order.
 
     Args:
@@ -161,6 +175,7 @@ def block_table(plan: BlockPlan, rows: dict[str, dict[str, Any]], constants: dic
         rows: image_id -> {source_uri, dataset, height, width, pseudo_boundary, human_boundary,
             error}; must hold exactly the plan's ids.
         constants: resolution, checkpoint, checkpoint_sha, threshold, thickness.
+        extra_meta: more Parquet key-value metadata (tar chunks: :data:`META_CHUNK`).
     """
     import pyarrow as pa
 
@@ -168,7 +183,7 @@ def block_table(plan: BlockPlan, rows: dict[str, dict[str, Any]], constants: dic
     extra = set(rows) - set(plan.image_ids)
     if missing or extra:
         raise RuntimeError(
-            f"block {plan.index}: rows do not match the plan (missing {missing[:3]}, "
+            f"block {plan.key}: rows do not match the plan (missing {missing[:3]}, "
             f"unexpected {sorted(extra)[:3]})"
         )
     ordered = [rows[i] for i in plan.image_ids]
@@ -195,15 +210,16 @@ def block_table(plan: BlockPlan, rows: dict[str, dict[str, Any]], constants: dic
         )
     schema = shard_schema().with_metadata(
         {
-            META_BLOCK: str(plan.index).encode(),
+            META_BLOCK: plan.key.encode(),
             META_IDS_SHA: plan.ids_sha.encode(),
             META_ROWS: str(len(records)).encode(),
+            **(extra_meta or {}),
         }
     )
     return pa.Table.from_pylist(records, schema=schema)
 
 
-def write_block(generation: str, table: Any, block: int) -> str:
+def write_block(generation: str, table: Any, block: str) -> str:
     """Write one block's table atomically; returns the shard URI."""
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -1,7 +1,8 @@
 """Training input: source or merged-label rows -> Ray Datasets of ``image`` + ``target`` (uint8).
 
 Driver side, :func:`build_datasets` returns the train and held-out datasets: source rows
-(``directsam.data.sources.read_source``) or merged labels (``read_merged_labels``) decoded by
+(``directsam.data.sources.read_source``: SA-1B tars streamed whole, one GET per tar, in a
+seeded order per epoch) or merged labels (``read_merged_labels``) decoded by
 ``directsam.data.targets.decode_rows`` in CPU tasks, bad rows dropped. Worker side,
 :func:`to_model_input` turns a uint8 batch on the GPU into normalised (optionally augmented)
 model input, so the host ships 4x fewer bytes than float pixels and spends no CPU on it.
@@ -104,6 +105,9 @@ def shard_val_keys(
 
 
 def _source_rows(cfg: TrainConfig, split: str, num_samples: int | None) -> ray.data.Dataset:
+    """Source rows of one split. Tar sources stream each tar once per epoch, in a seeded order
+    that changes every epoch (a file-level shuffle; the worker's local shuffle buffer,
+    ``data.shuffle_buffer``, mixes the rows of the tars it reads at once)."""
     from directsam.data.sources import read_source
 
     d = cfg.data
@@ -117,6 +121,7 @@ def _source_rows(cfg: TrainConfig, split: str, num_samples: int | None) -> ray.d
         mode=d.mode,
         annotations=d.annotations,
         labels=d.labels,
+        shuffle_seed=cfg.optim.seed if split == "train" else None,
     )
 
 
@@ -165,9 +170,10 @@ def count_train_images(cfg: TrainConfig) -> int:
         good = merged_label_counts(d.input, d.labels_checkpoint)["num_good"]
         n = good - len(shard_val_keys(d.input, d.labels_checkpoint, good_only=True))
         return max(0, min(n, d.num_samples or n))
-    from directsam.data.sources import list_source
+    from directsam.data.sources import TarPlan, plan_source
+    from directsam.data.sources.plan import count_images
 
-    items = list_source(
+    plan = plan_source(
         d.source,
         d.input,
         dataset=d.dataset,
@@ -178,7 +184,14 @@ def count_train_images(cfg: TrainConfig) -> int:
         annotations=d.annotations,
         labels=d.labels,
     )
-    return len(items)
+    if isinstance(plan, TarPlan):
+        # Tars are never listed image by image: count from the first 64 MiB (exact on small
+        # inputs), which only sets the epoch length of an epochs-based schedule.
+        n, exact = count_images(plan)
+        if not exact:
+            logger.info("training: ~%d images estimated from %d tars", n, len(plan.tars))
+        return n
+    return plan.items.num_rows
 
 
 def to_model_input(

@@ -16,6 +16,7 @@ import pytest
 
 from directsam.data.sample import make_sample
 from directsam.data.sources import fs, list_source, read_items
+from directsam.data.sources.listing import items_of
 from directsam.data.sources.shards import list_shards
 from directsam.data.targets import decode_rows
 from directsam.labeling import layout
@@ -126,7 +127,7 @@ def test_shards_written_atomically_to_a_bucket_and_relisted(bucket):
     layout.write_json_atomic(
         fs.join(gen, layout.PLAN_FILE), {"dataset": "ds", "checkpoint_sha": "x", "thickness": 3}
     )
-    uri = write_block(gen, block_table(plan, rows, constants), 0)
+    uri = write_block(gen, block_table(plan, rows, constants), plan.key)
     assert uri == f"{gen}/part-000000.parquet" and block_status(gen, plan)
     names = [i.base_name for i in mock.get_file_info(pafs.FileSelector("bucket/out/ds/gen-x"))]
     assert sorted(names) == ["_plan.json", "part-000000.parquet"]  # no temp files left
@@ -134,7 +135,7 @@ def test_shards_written_atomically_to_a_bucket_and_relisted(bucket):
     assert layout.part_files(gen) == [uri]
     counts = shard_counts([uri])
     assert (counts["num_rows"], counts["num_good"], counts["num_failed"]) == (3, 2, 1)
-    items = list_shards(gen, None)
+    items = items_of(list_shards(gen, None))  # an Arrow listing table
     assert [(i.image_id, i.source_uri, i.annotation_kind) for i in items] == [
         ("a", "s3://bucket/data/a.jpg", "shard"),
         ("b", "s3://bucket/data/b.jpg", "none"),

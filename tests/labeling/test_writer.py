@@ -49,7 +49,7 @@ def _row(i, error=None):
 def test_plan_blocks_cut_sorted_ids():
     blocks = plan_blocks([f"i{k}" for k in range(7)], 3)
     assert [b.image_ids for b in blocks] == [("i0", "i1", "i2"), ("i3", "i4", "i5"), ("i6",)]
-    assert [b.index for b in blocks] == [0, 1, 2]
+    assert [b.key for b in blocks] == ["000000", "000001", "000002"]
     assert blocks[0].ids_sha != plan_blocks(["i0", "i1", "i3"], 3)[0].ids_sha
 
 
@@ -58,7 +58,7 @@ def test_block_round_trip_status_and_counts(tmp_path):
     block = plan_blocks(["b", "a2", "c"], 3)[0]
     rows = {"b": _row(1), "a2": _row(2), "c": _row(3, "image_decode: c: bad")}
     assert not block_status(gen, block)
-    uri = write_block(gen, block_table(block, rows, CONSTANTS), block.index)
+    uri = write_block(gen, block_table(block, rows, CONSTANTS), block.key)
     assert uri.endswith("part-000000.parquet") and block_status(gen, block)
     table = pq.read_table(uri)
     assert table["image_id"].to_pylist() == ["b", "a2", "c"]  # plan order

@@ -1,9 +1,12 @@
 """URIs -> bytes: local paths, ``s3://``/``gs://`` (pyarrow filesystems) and tar members.
 
 A ``source_uri`` is a local path, a URI with a scheme pyarrow understands, or
-``<tar uri>::<member>`` for a member of a tar shard. Tar members are read with one ranged read
-each: the member index (name -> data offset and size) is built once per tar and process from
-the tar headers alone, so reading an image never streams the rest of a 10 GB SA-1B shard.
+``<tar uri>::<member>`` for a member of a tar shard. ``s3://`` URIs are served by an
+``S3FileSystem`` built from the process's :class:`~directsam.data.sources.store.StoreOptions`
+(:func:`set_store`; the URI's own ``?endpoint_override=...&scheme=...`` query wins), so an
+endpoint set once for a job reaches every read. Whole tars are streamed by
+``directsam.data.sources.objects``; this module reads single files and single tar members
+(one ranged read each, for small listed inputs and for readers of ``source_uri``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
+from directsam.data.sources.store import StoreOptions
 from directsam.schema import READ_FAILED, InputError
 
 TAR_SEP = "::"
@@ -27,6 +31,7 @@ class FileEntry:
     uri: str
     rel: str
     size: int
+    mtime_ns: int | None = None
 
 
 def split_scheme(uri: str) -> tuple[str, str]:
@@ -41,21 +46,41 @@ def split_scheme(uri: str) -> tuple[str, str]:
 
 # scheme -> pyarrow filesystem used instead of FileSystem.from_uri (see register_filesystem).
 _REGISTERED: dict[str, Any] = {}
+_STORE: list[StoreOptions] = []  # the process's S3 settings (set_store), else the environment's
 
 
 def register_filesystem(scheme: str, filesystem: Any | None) -> None:
     """Serve URIs ``<scheme>://bucket/key`` from ``filesystem`` (paths ``"bucket/key"``).
 
-    For object stores that need explicit settings (an S3 endpoint or credentials that are not
-    in the environment, e.g. ``pyarrow.fs.S3FileSystem(endpoint_override=...)``) and for tests
-    (an in-memory filesystem standing in for a bucket). ``None`` removes the registration.
-    Registrations are per process: Ray workers resolve URIs with ``FileSystem.from_uri``.
+    For tests (an in-memory filesystem standing in for a bucket) and for stores pyarrow cannot
+    build from a URI. ``None`` removes the registration. Registrations are per process; for
+    S3-protocol endpoints use :func:`set_store` / the job's ``--s3-endpoint`` instead, which
+    reach Ray workers.
     """
     if filesystem is None:
         _REGISTERED.pop(scheme, None)
     else:
         _REGISTERED[scheme] = filesystem
     _tar_index_cached.cache_clear()
+
+
+def set_store(opts: StoreOptions | None) -> None:
+    """Use ``opts`` for every ``s3://`` URI this process resolves (None: the environment's)."""
+    _STORE.clear()
+    if opts is not None:
+        _STORE.append(opts)
+    _tar_index_cached.cache_clear()
+
+
+def current_store() -> StoreOptions:
+    """The process's S3 settings: :func:`set_store`'s, else from the AWS environment."""
+    from directsam.data.sources.store import options_from_env
+
+    return _STORE[0] if _STORE else options_from_env()
+
+
+def is_registered(scheme: str) -> bool:
+    return scheme in _REGISTERED
 
 
 @functools.lru_cache(maxsize=32)
@@ -66,24 +91,30 @@ def _from_uri(scheme: str, authority: str) -> Any:
     return fs
 
 
-def _remote_fs(scheme: str, authority: str) -> Any:
-    registered = _REGISTERED.get(scheme)
-    return registered if registered is not None else _from_uri(scheme, authority)
-
-
 def resolve(uri: str) -> tuple[Any, str, str]:
     """``uri`` -> (pyarrow filesystem, path inside it, scheme prefix such as ``"s3://"``).
 
-    Filesystems are cached per scheme and bucket, so credentials are resolved once per process.
+    A query on an ``s3://`` URI (``?endpoint_override=host:port&scheme=http&region=...``)
+    overrides the process's settings for this URI and is not part of the path. Filesystems are
+    cached per settings (S3) or per scheme and bucket, so credentials are resolved once.
     """
     import pyarrow.fs as pafs
 
     scheme, rest = split_scheme(uri)
     if not scheme:
         return pafs.LocalFileSystem(), rest, ""
+    registered = _REGISTERED.get(scheme)
+    if scheme == "s3" and registered is None:
+        from directsam.data.sources.store import s3_filesystem, split_uri
+
+        clean, opts = split_uri(uri)
+        rest = clean.split("://", 1)[1]
+        return s3_filesystem(opts.merged(current_store())), rest.rstrip("/"), "s3://"
+    rest = rest.split("?", 1)[0]
     authority = rest.split("/", 1)[0]
-    # S3FileSystem paths are "bucket/key": the URI without its scheme.
-    return _remote_fs(scheme, authority), rest.rstrip("/"), scheme + "://"
+    # pyarrow filesystem paths are "bucket/key": the URI without its scheme.
+    fs = registered if registered is not None else _from_uri(scheme, authority)
+    return fs, rest.rstrip("/"), scheme + "://"
 
 
 def join(uri: str, *parts: str) -> str:
@@ -129,7 +160,7 @@ def list_files(
             continue
         if extensions is not None and not rel.lower().endswith(extensions):
             continue
-        out.append(FileEntry(prefix + info.path, rel, int(info.size or 0)))
+        out.append(FileEntry(prefix + info.path, rel, int(info.size or 0), info.mtime_ns))
     return sorted(out, key=lambda e: e.rel)
 
 

@@ -1,9 +1,13 @@
-"""Driver-side listing of every source type -> ``SourceItem``s in sorted ``image_id`` order.
+"""Driver-side listing of file sources -> Arrow tables of items in sorted ``image_id`` order.
 
-Listing reads only names, tar headers and (COCO) the one annotation JSON; image bytes are read
-later, in parallel Ray tasks. Every image found becomes exactly one item; problems known at
-listing time (an SA-1B image without its JSON, a label-map image without its label, a tar that
-cannot be opened) become items with ``error`` set rather than disappearing.
+Folders (SA-1B extracted, label maps, plain images) and COCO-style JSON are listed in O(files)
+requests (one LIST per prefix page, plus the one annotation JSON for COCO) and held as one
+Arrow table (:data:`ITEM_SCHEMA`), not as a Python object per image. SA-1B *tars* are not
+listed here: their plan is the tar objects themselves (``directsam.data.sources.plan``).
+Every image found becomes exactly one row; problems known at listing time (an SA-1B image
+without its JSON, a label-map image without its label) become rows with ``error`` set.
+
+:class:`SourceItem` is a convenience view of one row for small inputs and tests.
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from directsam.data.sources import fs
-from directsam.schema import ANNOTATION_INVALID, ANNOTATION_MISSING, READ_FAILED
+from directsam.data.sources.objects import list_objects, stat_object
+from directsam.schema import ANNOTATION_INVALID, ANNOTATION_MISSING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from directsam.data.sources.store import StoreOptions
 
 SOURCE_TYPES: tuple[str, ...] = ("sa1b", "coco", "labelmap", "images", "shards")
 SPLITS: tuple[str, ...] = ("all", "train", "val")
@@ -64,18 +72,84 @@ class SourceItem:
         return row
 
 
+ITEM_FIELDS = tuple(f.name for f in fields(SourceItem))
+
+
+def item_schema() -> pa.Schema:
+    """Arrow schema of a listing table (the columns of :class:`SourceItem`)."""
+    import pyarrow as pa
+
+    strings = ("image_id", "source_uri", "dataset", "annotation_kind", "annotation_uri")
+    cols = [(name, pa.string()) for name in strings]
+    cols += [("annotation", pa.binary()), ("label_mode", pa.string()), ("error", pa.string())]
+    cols += [(name, pa.int64()) for name in ITEM_FIELDS[8:]]
+    return pa.schema(cols)
+
+
+class ItemColumns:
+    """Builds a listing table: rows go to Python lists, every 65,536 rows into an Arrow record
+    batch, so no Python object per image outlives its chunk."""
+
+    CHUNK = 65_536
+
+    def __init__(self) -> None:
+        self.batches: list[Any] = []
+        self.cols: dict[str, list[Any]] = {name: [] for name in ITEM_FIELDS}
+
+    def add(
+        self,
+        image_id: str,
+        source_uri: str,
+        dataset: str,
+        kind: str,
+        annotation_uri: str = "",
+        annotation: bytes | None = None,
+        label_mode: str = "",
+        error: str | None = None,
+        image_offset: int = -1,
+        image_size: int = -1,
+        annotation_offset: int = -1,
+        annotation_size: int = -1,
+    ) -> None:
+        values = (image_id, source_uri, dataset, kind, annotation_uri, annotation, label_mode)
+        values += (error, image_offset, image_size, annotation_offset, annotation_size)
+        for column, value in zip(self.cols.values(), values):
+            column.append(value)
+        if len(self.cols["image_id"]) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self.cols["image_id"]:
+            self.batches.append(pa.record_batch(self.cols, schema=item_schema()))
+            self.cols = {name: [] for name in ITEM_FIELDS}
+
+    def table(self) -> pa.Table:
+        import pyarrow as pa
+
+        self._flush()
+        return pa.Table.from_batches(self.batches, schema=item_schema())
+
+
+def items_of(table: pa.Table) -> list[SourceItem]:
+    """The rows of a listing table as :class:`SourceItem` (small inputs, tests)."""
+    return [SourceItem(**{k: row[k] for k in ITEM_FIELDS}) for row in table.to_pylist()]
+
+
+def table_of(items: list[SourceItem]) -> pa.Table:
+    """Inverse of :func:`items_of`."""
+    import pyarrow as pa
+
+    cols = {name: [getattr(i, name) for i in items] for name in ITEM_FIELDS}
+    return pa.table(cols, schema=item_schema())
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
 def _stem(rel: str) -> str:
     return os.path.splitext(rel)[0]
-
-
-def _wds_key(name: str) -> tuple[str, str]:
-    """webdataset grouping: ``dir/sa_1.jpg`` -> (``dir/sa_1``, ``jpg``) (split at the first dot)."""
-    head, base = os.path.split(name)
-    key, _, ext = base.partition(".")
-    return (f"{head}/{key}" if head else key), ext.lower()
 
 
 def _sa1b_id(name: str) -> str:
@@ -84,83 +158,72 @@ def _sa1b_id(name: str) -> str:
     return sa1b_image_id(name)
 
 
-def _dedupe_ids(items: list[SourceItem]) -> list[SourceItem]:
-    """Sort by id; ids that collide (``a.jpg`` + ``a.png``) keep their extension to stay unique."""
-    counts: dict[str, int] = defaultdict(int)
-    for item in items:
-        counts[item.image_id] += 1
-    for item in items:
-        if counts[item.image_id] > 1:
-            _, member = fs.split_member(item.source_uri)
-            ext = os.path.splitext(member or item.source_uri)[1]
-            item.image_id = item.image_id + ext
-    ids = [i.image_id for i in items]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise ValueError(f"duplicate image ids within one dataset: {dup}")
-    return sorted(items, key=lambda i: i.image_id)
+def sorted_unique(table: pa.Table) -> pa.Table:
+    """Sort by id; ids that collide (``a.jpg`` + ``a.png``) keep their extension to stay unique.
+
+    Raises:
+        ValueError: ids still collide after that.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = table["image_id"]
+    counts = pc.value_counts(ids)
+    if (pc.max(counts.field("counts")).as_py() or 0) > 1:
+        dup = set(counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist())
+        new_ids = []
+        for image_id, uri in zip(ids.to_pylist(), table["source_uri"].to_pylist(), strict=True):
+            if image_id in dup:
+                _, member = fs.split_member(uri)
+                image_id += os.path.splitext(member or uri)[1]
+            new_ids.append(image_id)
+        table = table.set_column(0, "image_id", pa.array(new_ids, pa.string()))
+        counts = pc.value_counts(table["image_id"])
+        again = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+        if len(again):
+            raise ValueError(f"duplicate image ids within one dataset: {again.to_pylist()[:5]}")
+    return table.take(pc.sort_indices(table["image_id"]))
 
 
-# ----------------------------------------------------------------------------- sa1b
+# ----------------------------------------------------------------------------- sa1b folders
 
 
-def _sa1b_folder(folder: str, dataset: str) -> list[SourceItem]:
+def list_sa1b_folder(folder: str, dataset: str, out: ItemColumns) -> None:
+    """One extracted SA-1B folder (``sa_<n>.jpg`` + ``sa_<n>.json``) into ``out``."""
+    from directsam.schema import InputError
+
     files = fs.list_files(folder, (".jpg", ".jpeg", ".json"), recursive=False)
     jsons = {_stem(f.rel): f for f in files if f.rel.lower().endswith(".json")}
-    items = []
     for f in files:
         if f.rel.lower().endswith(".json"):
             continue
         ann = jsons.get(_stem(f.rel))
         err = None if ann else f"{ANNOTATION_MISSING}: {f.uri}: no {_stem(f.rel)}.json beside it"
-        items.append(
-            SourceItem(_sa1b_id(f.rel), f.uri, dataset, "sa1b", ann.uri if ann else "", error=err)
-        )
-    return items
+        try:
+            image_id = _sa1b_id(f.rel)
+        except InputError as bad:
+            image_id, err = _stem(f.rel), str(bad)
+        out.add(image_id, f.uri, dataset, "sa1b", annotation_uri=ann.uri if ann else "", error=err)
 
 
-def _sa1b_tar(tar_uri: str, dataset: str) -> list[SourceItem]:
-    try:
-        index = fs.tar_index(tar_uri)
-    except Exception as err:  # noqa: BLE001 - any unreadable tar becomes one failed row
-        name = os.path.basename(tar_uri)
-        detail = f"{READ_FAILED}: {tar_uri}: cannot list tar: {type(err).__name__}: {err}"
-        return [SourceItem(_stem(name), tar_uri, dataset, "sa1b", error=detail)]
-    groups: dict[str, dict[str, tuple[str, int, int]]] = defaultdict(dict)
-    for name, (offset, size) in index.items():
-        key, ext = _wds_key(name)
-        groups[key][ext] = (name, offset, size)
-    items = []
-    for key, members in groups.items():
-        image = members.get("jpg") or members.get("jpeg")
-        if image is None:
-            continue  # a JSON without its image is not an input image
-        ann = members.get("json")
-        uri = f"{tar_uri}{fs.TAR_SEP}{image[0]}"
-        item = SourceItem(_sa1b_id(key), uri, dataset, "sa1b", image_offset=image[1])
-        item.image_size = image[2]
-        if ann is None:
-            item.error = f"{ANNOTATION_MISSING}: {uri}: no {key}.json in the tar"
-        else:
-            item.annotation_uri = f"{tar_uri}{fs.TAR_SEP}{ann[0]}"
-            item.annotation_offset, item.annotation_size = ann[1], ann[2]
-        items.append(item)
-    return items
+def sa1b_layout(input: str, store: StoreOptions) -> tuple[str, list[Any]]:
+    """Which SA-1B layout ``input`` is: ``("tars", [ObjectInfo])`` or ``("folders", [uris])``.
 
+    Accepts a ``.tar`` file, a directory of tars (one LIST per 1,000 objects), one extracted
+    folder (``sa_*.jpg`` + ``.json``) or a root holding one folder per extracted tar.
 
-def sa1b_layout(input: str) -> tuple[str, list[str]]:
-    """Which SA-1B layout ``input`` is: ``("tars", [tar uris])`` or ``("folders", [folders])``.
-
-    Accepts a ``.tar`` file, a directory of tars, one extracted folder (``sa_*.jpg`` + ``.json``)
-    or a root holding one folder per extracted tar.
+    Raises:
+        FileNotFoundError: none of those.
     """
-    if input.lower().endswith(".tar") and fs.is_file(input):
-        return "tars", [input]
-    if not fs.is_dir(input):
-        raise FileNotFoundError(f"--input {input!r}: no such directory or .tar file")
-    tars = [f.uri for f in fs.list_files(input, (".tar",), recursive=False)]
+    if input.lower().endswith(".tar"):
+        info = stat_object(input, store)
+        if info is not None:
+            return "tars", [info]
+    tars = list_objects(input, ".tar", store)
     if tars:
         return "tars", tars
+    if not fs.is_dir(input):
+        raise FileNotFoundError(f"--input {input!r}: no such directory or .tar file")
     if fs.list_files(input, (".jpg", ".jpeg"), recursive=False):
         return "folders", [input]
     folders = [d for d in fs.list_dirs(input) if fs.list_files(d, (".jpg", ".jpeg"), False)]
@@ -170,12 +233,14 @@ def sa1b_layout(input: str) -> tuple[str, list[str]]:
 
 
 def list_sa1b(input: str, dataset: str) -> list[SourceItem]:
-    kind, parts = sa1b_layout(input)
-    one = _sa1b_tar if kind == "tars" else _sa1b_folder
-    # Listing tars on an object store is latency-bound (one ranged read per header): threads.
-    with ThreadPoolExecutor(max_workers=min(16, len(parts))) as pool:
-        chunks = list(pool.map(lambda p: one(p, dataset), parts))
-    return [item for chunk in chunks for item in chunk]
+    """Items of an extracted SA-1B layout (one folder, or a root of folders), sorted by id."""
+    kind, parts = sa1b_layout(input, fs.current_store())
+    if kind != "folders":
+        raise ValueError(f"--input {input!r} holds tars: plan it with plan_source")
+    out = ItemColumns()
+    for folder in parts:
+        list_sa1b_folder(folder, dataset, out)
+    return items_of(sorted_unique(out.table()))
 
 
 # ----------------------------------------------------------------------------- coco
@@ -204,8 +269,8 @@ def coco_paths(input: str, annotations: str | None) -> tuple[str, str]:
     return (images if fs.is_dir(images) else input), jsons[0]
 
 
-def list_coco(input: str, annotations: str | None, dataset: str) -> list[SourceItem]:
-    """COCO / LVIS / PACO / Fashionpedia / COCONut / EntitySeg instance JSON.
+def list_coco(input: str, annotations: str | None, dataset: str, out: ItemColumns) -> None:
+    """COCO / LVIS / PACO / Fashionpedia / COCONut / EntitySeg instance JSON into ``out``.
 
     Each item carries its own slice of the JSON inline (:func:`directsam.data.coco.coco_record`),
     so workers never load the (up to GBs) whole file. LVIS entries without ``file_name`` use the
@@ -224,25 +289,23 @@ def list_coco(input: str, annotations: str | None, dataset: str) -> list[SourceI
     except (ValueError, InputError) as err:
         # The whole file is unusable: a configuration problem, not one bad row.
         raise ValueError(f"--annotations {ann_uri!r}: {err}") from None
-    items = [
-        SourceItem(
+    for img in images:
+        # file_name is joined to the image root: absolute names and '..' would read outside it.
+        name = str(img["file_name"]).replace("\\", "/")
+        error = None
+        if name.startswith("/") or ".." in name.split("/") or ":" in name.split("/")[0]:
+            error = (
+                f"{ANNOTATION_INVALID}: {ann_uri}: image {img['id']!r} file_name "
+                f"{img['file_name']!r} points outside the image root {image_root}"
+            )
+        out.add(
             coco_image_id(img),
             fs.join(image_root, img["file_name"]),
             dataset,
             "coco",
             annotation=coco_record(img, by_image[img["id"]]),
+            error=error,
         )
-        for img in images
-    ]
-    for item, img in zip(items, images):
-        # file_name is joined to the image root: absolute names and '..' would read outside it.
-        name = str(img["file_name"]).replace("\\", "/")
-        if name.startswith("/") or ".." in name.split("/") or ":" in name.split("/")[0]:
-            item.error = (
-                f"{ANNOTATION_INVALID}: {ann_uri}: image {img['id']!r} file_name "
-                f"{img['file_name']!r} points outside the image root {image_root}"
-            )
-    return items
 
 
 # ----------------------------------------------------------------------------- folders
@@ -258,25 +321,31 @@ def labelmap_paths(input: str, labels: str | None) -> tuple[str, str]:
     raise ValueError(f"--labels is required: {input!r} has no images/ + labels/ sub-folders")
 
 
-def list_labelmap(input: str, labels: str | None, mode: str, dataset: str) -> list[SourceItem]:
-    """Image folder + label folder paired by relative path without extension."""
+def list_labelmap(
+    input: str, labels: str | None, mode: str, dataset: str, out: ItemColumns
+) -> None:
+    """Image folder + label folder paired by relative path without extension, into ``out``."""
     image_dir, label_dir = labelmap_paths(input, labels)
     label_files = {_stem(f.rel): f.uri for f in fs.list_files(label_dir, fs.IMAGE_EXTENSIONS)}
-    items = []
     for f in fs.list_files(image_dir, fs.IMAGE_EXTENSIONS):
         label = label_files.get(_stem(f.rel))
-        item = SourceItem(_stem(f.rel), f.uri, dataset, "labelmap", label or "", label_mode=mode)
+        error = None
         if label is None:
-            item.error = f"{ANNOTATION_MISSING}: {f.uri}: no label {_stem(f.rel)}.* in {label_dir}"
-        items.append(item)
-    return items
+            error = f"{ANNOTATION_MISSING}: {f.uri}: no label {_stem(f.rel)}.* in {label_dir}"
+        out.add(
+            _stem(f.rel),
+            f.uri,
+            dataset,
+            "labelmap",
+            annotation_uri=label or "",
+            label_mode=mode,
+            error=error,
+        )
 
 
-def list_images(input: str, dataset: str) -> list[SourceItem]:
-    return [
-        SourceItem(_stem(f.rel), f.uri, dataset, "none")
-        for f in fs.list_files(input, fs.IMAGE_EXTENSIONS)
-    ]
+def list_images(input: str, dataset: str, out: ItemColumns) -> None:
+    for f in fs.list_files(input, fs.IMAGE_EXTENSIONS):
+        out.add(_stem(f.rel), f.uri, dataset, "none")
 
 
 # ----------------------------------------------------------------------------- selection
@@ -285,28 +354,26 @@ def list_images(input: str, dataset: str) -> list[SourceItem]:
 def default_dataset_name(source: str, input: str) -> str:
     """A dataset name from the input path (``.../SA1B/tars`` -> ``tars``)."""
     _, path = fs.split_scheme(input)
-    base = os.path.basename(path.rstrip("/"))
+    base = os.path.basename(path.split("?", 1)[0].rstrip("/"))
     return _stem(base) or source
 
 
-def split_items(items: list[SourceItem], split: str) -> list[SourceItem]:
-    """SA-1B / shards split: the last ``ceil(1% of n)`` items in sorted-id order are ``val``."""
+def split_cut(n: int, split: str) -> tuple[int, int]:
+    """``[start, stop)`` of ``split`` among ``n`` sorted entries: the last ``ceil(1%)`` is val."""
     if split == "all":
-        return items
-    n_val = math.ceil(len(items) * VAL_FRACTION)
-    cut = len(items) - n_val
-    return items[:cut] if split == "train" else items[cut:]
+        return 0, n
+    cut = n - math.ceil(n * VAL_FRACTION)
+    return (0, cut) if split == "train" else (cut, n)
 
 
-def select_items(
-    items: list[SourceItem], num_samples: int | None, seed: int | None
-) -> list[SourceItem]:
-    """First ``num_samples`` in sorted-id order, or a seeded random subset (kept sorted)."""
-    if num_samples is None or num_samples >= len(items):
-        return items
+def select_rows(table: pa.Table, num_samples: int | None, seed: int | None) -> pa.Table:
+    """First ``num_samples`` rows in sorted-id order, or a seeded random subset (kept sorted)."""
+    if num_samples is None or num_samples >= table.num_rows:
+        return table
     if seed is None:
-        return items[:num_samples]
+        return table.slice(0, num_samples)
     import numpy as np
 
-    keep = np.sort(np.random.default_rng(seed).choice(len(items), num_samples, replace=False))
-    return [items[int(i)] for i in keep]
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(table.num_rows, num_samples, replace=False))
+    return table.take(keep)

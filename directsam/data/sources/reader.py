@@ -1,9 +1,10 @@
-"""Source items -> source rows (compressed bytes + annotation) and ``ray.data.Dataset`` readers.
+"""Plans -> source rows (compressed bytes + annotation) and ``ray.data.Dataset`` readers.
 
-``read_items`` is the batch function that turns listed items into contract rows; it never
-raises for one bad input: read failures become ``error`` values. ``read_source`` builds a Ray
-dataset of those rows from a listing, or, for a whole directory of SA-1B tars, streams them with
-``ray.data.read_webdataset`` (bytes kept compressed).
+``read_source`` builds a Ray dataset of source rows from a plan: tar plans stream each tar
+once in a read task (:class:`~directsam.data.sources.datasource.TarDatasource`), listed plans
+read each image (and annotation file) in parallel tasks (:func:`read_items`). Neither raises
+for one bad input: read failures become ``error`` values. ``list_source`` returns the items of
+a small input as :class:`SourceItem` (tests, notebooks).
 """
 
 from __future__ import annotations
@@ -15,36 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from directsam.data.sources import fs
-from directsam.data.sources.listing import (
-    SOURCE_TYPES,
-    SPLITS,
-    SourceItem,
-    _sa1b_id,
-    default_dataset_name,
-    list_coco,
-    list_images,
-    list_labelmap,
-    list_sa1b,
-    sa1b_layout,
-    select_items,
-    split_items,
-)
-from directsam.schema import (
-    ANNOTATION,
-    ANNOTATION_KIND,
-    ANNOTATION_MISSING,
-    DATASET,
-    ERROR,
-    IMAGE_BYTES,
-    IMAGE_ID,
-    SOURCE_URI,
-    InputError,
-)
+from directsam.data.sources.listing import SourceItem, items_of, sorted_unique, table_of
+from directsam.data.sources.plan import ListedPlan, TarPlan, plan_source, tar_items
+from directsam.data.sources.store import StoreOptions
+from directsam.data.sources.tarstream import LABEL_MODE
+from directsam.schema import ANNOTATION, ERROR, IMAGE_BYTES, IMAGE_ID, InputError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import ray.data
 
-LABEL_MODE = "label_mode"  # extra source column: label-map mode for labelmap rows ("" otherwise)
 # Listing columns consumed by read_items (not part of the source-row contract).
 _ITEM_ONLY = (
     "annotation_uri",
@@ -55,61 +36,31 @@ _ITEM_ONLY = (
     "annotation_size",
 )
 READ_THREADS = 8  # object-store reads are latency-bound; threads overlap them
+__all__ = ["LABEL_MODE", "list_source", "read_items", "read_source", "items_dataset"]
 
 
-def list_source(
-    source: str,
-    input: str,
-    *,
-    dataset: str | None = None,
-    num_samples: int | None = None,
-    seed: int | None = None,
-    split: str = "all",
-    mode: str = "single_channel",
-    annotations: str | None = None,
-    labels: str | None = None,
-) -> list[SourceItem]:
-    """List a source on the driver: one item per input image, sorted by ``image_id``.
+def list_source(source: str, input: str, **kwargs: Any) -> list[SourceItem]:
+    """The items of a *small* input, one per image, sorted by ``image_id``.
 
-    Args:
-        source: ``sa1b`` | ``coco`` | ``labelmap`` | ``images`` | ``shards``.
-        input: local path or URI (see ``docs/LABELING.md`` for each layout).
-        dataset: dataset name (default: the input folder's name; shards keep theirs).
-        num_samples: first N in sorted-id order; with ``seed`` a seeded random subset.
-        split: ``all``, or for sa1b/shards ``train`` / ``val`` (last 1% of sorted ids); other
-            sources have official splits as separate inputs, so the input *is* the split.
-        mode: label-map mode (``single_channel`` | ``force_binary`` | ``rgb``).
-        annotations: COCO JSON (default: the single ``*.json`` in ``input``).
-        labels: label-map folder (default: ``input/labels`` beside ``input/images``).
+    Arguments as :func:`~directsam.data.sources.plan.plan_source`. Tar inputs are streamed
+    once here, on this process, to learn their members (jobs never do this: they plan tars
+    and stream them in Ray tasks); their items carry member byte ranges.
 
     Raises:
         ValueError: unknown source/split, missing input, unusable annotation JSON.
     """
-    if source not in SOURCE_TYPES:
-        raise ValueError(f"--source must be one of {', '.join(SOURCE_TYPES)}, got {source!r}")
-    if split not in SPLITS:
-        raise ValueError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if source != "shards" and not (fs.is_dir(input) or fs.is_file(input)):
-        raise ValueError(f"--input {input!r}: no such file or directory")
-    name = dataset or default_dataset_name(source, input)
-    if source == "sa1b":
-        items = list_sa1b(input, name)
-    elif source == "coco":
-        items = list_coco(input, annotations, name)
-    elif source == "labelmap":
-        items = list_labelmap(input, labels, mode, name)
-    elif source == "images":
-        items = list_images(input, name)
-    else:
-        from directsam.data.sources.shards import list_shards
+    plan = plan_source(source, input, **kwargs)
+    if isinstance(plan, TarPlan):
+        return items_of(sorted_unique(tar_items(plan)))
+    return items_of(plan.items)
 
-        items = list_shards(input, dataset)
-    from directsam.data.sources.listing import _dedupe_ids
 
-    items = _dedupe_ids(items)
-    if source in ("sa1b", "shards"):
-        items = split_items(items, split)
-    return select_items(items, num_samples, seed)
+def _inline(row: dict[str, Any]) -> bytes | None:
+    """The row's inline annotation: ``to_row`` dicts flag it, Arrow rows hold None when absent."""
+    annotation = row.get("annotation")
+    if annotation is None or not row.get("has_annotation", True):
+        return None
+    return bytes(annotation)
 
 
 def _read_one(row: dict[str, Any]) -> tuple[bytes | None, bytes | None, str | None]:
@@ -118,10 +69,8 @@ def _read_one(row: dict[str, Any]) -> tuple[bytes | None, bytes | None, str | No
         return None, None, row["error"]
     try:
         image = fs.read_uri(row["source_uri"], int(row["image_offset"]), int(row["image_size"]))
-        annotation = None
-        if row["has_annotation"]:
-            annotation = bytes(row["annotation"])
-        elif row["annotation_uri"]:
+        annotation = _inline(row)
+        if annotation is None and row["annotation_uri"]:
             annotation = fs.read_uri(
                 row["annotation_uri"],
                 int(row["annotation_offset"]),
@@ -132,13 +81,18 @@ def _read_one(row: dict[str, Any]) -> tuple[bytes | None, bytes | None, str | No
         return None, None, str(err)
 
 
-def read_items(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def read_items(
+    batch: dict[str, np.ndarray], store: StoreOptions | None = None
+) -> dict[str, np.ndarray]:
     """Batch function: listing rows -> source rows (bytes read, errors as values).
 
     Output columns: ``image_id, source_uri, dataset, image_bytes`` (compressed, None on
     failure), ``annotation`` (bytes or None), ``annotation_kind``, ``label_mode``, ``error``
     (None or ``"<code>: <detail>"``), plus any extra input columns (e.g. the labeling block).
+    ``store``: the job's S3 settings (set for this worker process before reading).
     """
+    if store is not None:
+        fs.set_store(store)
     n = len(batch[IMAGE_ID])
     rows = [{k: batch[k][i] for k in batch} for i in range(n)]
     workers = min(READ_THREADS, n)
@@ -152,100 +106,61 @@ def read_items(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     annotations = np.empty(n, dtype=object)
     errors = np.empty(n, dtype=object)
     for i, (image, annotation, error) in enumerate(results):
-        images[i], annotations[i], errors[i] = image, annotation, error
+        images[i], annotations[i], errors[i] = image, annotation, error or None
     out[IMAGE_BYTES], out[ANNOTATION], out[ERROR] = images, annotations, errors
     return out
 
 
-def items_dataset(items: list[SourceItem], rows_per_block: int = 64) -> ray.data.Dataset:
-    """A dataset of listing rows (small), split so that reads run as parallel tasks."""
+def items_dataset(items: list[SourceItem] | pa.Table, rows_per_block: int = 64) -> ray.data.Dataset:
+    """A dataset of listing rows (small), split so that reads run as parallel tasks.
+
+    At most ~10,000 blocks: a plan of millions of images gets proportionally larger blocks.
+    """
     import ray.data
 
-    rows = [item.to_row() for item in items]
-    blocks = max(1, min(len(rows), -(-len(rows) // rows_per_block)))
-    return ray.data.from_items(rows, override_num_blocks=blocks)
+    table = table_of(items) if isinstance(items, list) else items
+    n = table.num_rows
+    per_block = max(1, rows_per_block, -(-n // 10_000))
+    slices = [table.slice(start, per_block) for start in range(0, n, per_block)]
+    return ray.data.from_arrow(slices or [table])
 
 
-def _webdataset_rows(
-    batch: dict[str, np.ndarray], dataset: str, tar_uris: dict[str, str] | None = None
-) -> dict[str, np.ndarray]:
-    """``read_webdataset`` rows -> source rows; ``tar_uris`` maps Ray's ``__url__`` (a path
-    inside the filesystem, e.g. ``bucket/key.tar``) back to the URI the user gave."""
-    tar_uris = tar_uris or {}
-    n = len(batch["__key__"])
-    jpgs = batch.get("jpg", np.full(n, None, dtype=object))
-    # A key with only a JSON member is not an input image (as in the listing).
-    keep = np.array([j is not None for j in jpgs], dtype=bool)
-    keys, jpgs = batch["__key__"][keep], jpgs[keep]
-    urls = [tar_uris.get(str(u), str(u)) for u in batch["__url__"][keep]]
-    jsons = batch.get("json", np.full(n, None, dtype=object))[keep]
-    n = len(keys)
-    out: dict[str, np.ndarray] = {
-        IMAGE_ID: np.array([_sa1b_id(str(k)) for k in keys], dtype=object),
-        SOURCE_URI: np.array(
-            [f"{u}{fs.TAR_SEP}{k}.jpg" for k, u in zip(keys, urls, strict=True)], dtype=object
-        ),
-        DATASET: np.array([dataset] * n, dtype=object),
-        IMAGE_BYTES: jpgs,
-        ANNOTATION: jsons,
-        ANNOTATION_KIND: np.array(["sa1b"] * n, dtype=object),
-        LABEL_MODE: np.array([""] * n, dtype=object),
-    }
-    errors = np.empty(n, dtype=object)
-    for i in range(n):
-        if jsons[i] is None:
-            errors[i] = f"{ANNOTATION_MISSING}: {out[SOURCE_URI][i]}: no json member"
-    out[ERROR] = errors
-    return out
+def dataset_of_plan(
+    plan: TarPlan | ListedPlan,
+    *,
+    shuffle_seed: int | None = None,
+    read_batch_size: int = 16,
+) -> ray.data.Dataset:
+    """The Ray dataset of source rows of a plan (see :func:`read_source`)."""
+    import ray.data
+
+    if isinstance(plan, TarPlan):
+        from directsam.data.sources.datasource import TarDatasource
+
+        source = TarDatasource(plan.units(), plan.dataset, plan.store, shuffle_seed=shuffle_seed)
+        return ray.data.read_datasource(source)
+    return items_dataset(plan.items).map_batches(
+        read_items, fn_kwargs={"store": plan.store}, batch_size=read_batch_size
+    )
 
 
 def read_source(
     source: str,
     input: str,
     *,
-    dataset: str | None = None,
-    num_samples: int | None = None,
-    seed: int | None = None,
-    split: str = "all",
-    mode: str = "single_channel",
-    annotations: str | None = None,
-    labels: str | None = None,
+    shuffle_seed: int | None = None,
+    store: StoreOptions | None = None,
+    **kwargs: Any,
 ) -> ray.data.Dataset:
     """A Ray dataset of source rows (see :func:`read_items` for columns), one per input image.
 
-    Arguments as :func:`list_source`. A full read of SA-1B tars streams them with
-    ``ray.data.read_webdataset(decoder=None)`` (no driver listing, bytes stay compressed);
-    every other case reads the driver's sorted listing in parallel tasks.
+    Arguments as :func:`~directsam.data.sources.plan.plan_source`. Tar sources stream every
+    tar once (one GET per tar on S3; ``shuffle_seed`` reads the tars in a seeded order that
+    changes per execution, i.e. per training epoch); other sources read the driver's sorted
+    listing in parallel tasks.
     """
-    import ray.data
-
-    if source == "sa1b" and num_samples is None and split == "all":
-        kind, tars = sa1b_layout(input)
-        if kind == "tars":
-            name = dataset or default_dataset_name(source, input)
-            filesystem, _, _ = fs.resolve(tars[0])
-            paths = [fs.resolve(t)[1] for t in tars]
-            # One filesystem object for every tar: ours (cached, or registered) rather than
-            # Ray's own resolution, so that __url__ is the path inside it and maps back.
-            ds = ray.data.read_webdataset(
-                paths, filesystem=filesystem, decoder=None, suffixes=["jpg", "json"]
-            )
-            tar_uris = dict(zip(paths, tars, strict=True))
-            return ds.map_batches(
-                _webdataset_rows, fn_kwargs={"dataset": name, "tar_uris": tar_uris}, batch_size=64
-            )
-    items = list_source(
-        source,
-        input,
-        dataset=dataset,
-        num_samples=num_samples,
-        seed=seed,
-        split=split,
-        mode=mode,
-        annotations=annotations,
-        labels=labels,
-    )
-    return items_dataset(items).map_batches(read_items, batch_size=16)
+    plan = plan_source(source, input, store=store, **kwargs)
+    return dataset_of_plan(plan, shuffle_seed=shuffle_seed)
 
 
 def source_uri_basename(uri: str) -> str:

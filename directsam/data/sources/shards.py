@@ -8,11 +8,14 @@ unchanged. Rows that had failed stay failed with the same reason.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from directsam.data.sources import fs
-from directsam.data.sources.listing import SourceItem
+from directsam.data.sources.listing import ItemColumns
 from directsam.schema import DATASET, ERROR, HUMAN_BOUNDARY, IMAGE_ID, SOURCE_URI
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def resolve_generation(input: str) -> str:
@@ -44,25 +47,29 @@ def _rle_json(cell: Any) -> bytes | None:
     return json.dumps({"size": [int(v) for v in cell["size"]], "counts": cell["counts"]}).encode()
 
 
-def list_shards(input: str, dataset: str | None) -> list[SourceItem]:
-    """One item per row of the generation at ``input`` (its finished part files)."""
+def list_shards(input: str, dataset: str | None) -> pa.Table:
+    """A listing table (``listing.item_schema``) with one row per row of the generation at
+    ``input`` (its finished part files), read column-wise."""
     import pyarrow.parquet as pq
 
     from directsam.labeling.layout import part_files
 
-    items = []
+    out = ItemColumns()
     for uri in part_files(resolve_generation(input)):
         filesystem, path, _ = fs.resolve(uri)
         cols = [IMAGE_ID, SOURCE_URI, DATASET, HUMAN_BOUNDARY, ERROR]
-        for row in pq.read_table(path, columns=cols, filesystem=filesystem).to_pylist():
-            human = _rle_json(row[HUMAN_BOUNDARY])
-            item = SourceItem(
-                row[IMAGE_ID],
-                row[SOURCE_URI],
-                dataset or row[DATASET],
-                "shard" if human is not None else "none",
-                annotation=human,
-                error=row[ERROR],
+        table = pq.read_table(path, columns=cols, filesystem=filesystem)
+        humans = table[HUMAN_BOUNDARY].to_pylist()
+        for i, (image_id, uri_, ds, err) in enumerate(
+            zip(
+                table[IMAGE_ID].to_pylist(),
+                table[SOURCE_URI].to_pylist(),
+                table[DATASET].to_pylist(),
+                table[ERROR].to_pylist(),
+                strict=True,
             )
-            items.append(item)
-    return items
+        ):
+            human = _rle_json(humans[i])
+            kind = "shard" if human is not None else "none"
+            out.add(image_id, uri_, dataset or ds, kind, annotation=human, error=err)
+    return out.table()

@@ -179,7 +179,7 @@ def run_demo(
     pretrain_steps: int = 150,
     self_train_steps: int = 50,
     batch_size: int = 8,
-    num_workers: int = 1,
+    num_workers: int = 0,
     thresholds: Sequence[float] = THRESHOLDS,
     num_cpus: int = 2,
     photo: bool = True,
@@ -188,7 +188,10 @@ def run_demo(
     """Run every stage into ``output``; raises on the first stage that fails.
 
     Starts a local Ray cluster (``num_cpus`` CPUs) unless Ray is already initialised, and
-    shuts it down at the end only if it started it.
+    shuts it down at the end only if it started it. ``num_workers=0`` runs both training
+    stages in Ray Train's local mode: the same loop and Ray Data input, in this process, where
+    torch uses every core, whereas a Ray Train worker that reserves one CPU gets one torch
+    thread (Ray sets ``OMP_NUM_THREADS=1``) and waits for its worker group to start.
     """
     import ray
 
@@ -417,7 +420,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--self-train-steps", type=int, default=50, help="stage 3 steps (50)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
     parser.add_argument(
-        "--num-workers", type=int, default=1, help="Ray Train workers (0 = local mode)"
+        "--num-workers",
+        type=int,
+        default=0,
+        help="Ray Train workers; 0 (default) = Train local mode: the same loop in this process, "
+        "with both cores (a worker reserving 1 CPU trains on 1 torch thread)",
     )
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray cluster")
     parser.add_argument("--no-photo", action="store_true", help="skip segmenting the photo")

@@ -123,7 +123,9 @@ def _label(argv: list[str], log: Callable[[str], None]) -> dict[str, Any]:
     return cli.run_job(cli.build_config(parser.parse_args(argv)), log=log)
 
 
-def _command(name: str, main: Callable[[list[str]], int], argv: list[str], log) -> None:
+def _command(
+    name: str, main: Callable[[list[str]], int], argv: list[str], log: Callable[[str], None]
+) -> None:
     log(f"equivalent: directsam {name} " + shlex.join(argv))
     code = main(argv)
     if code != 0:
@@ -411,13 +413,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", default="demo_out", help="output folder (default demo_out)")
-    parser.add_argument("--train-images", type=int, default=128, help="stage 1 scenes (128)")
+    parser.add_argument(
+        "--train-images", type=int, default=128, help="stage 1 scenes (default 128)"
+    )
     parser.add_argument(
         "--unlabeled-images", type=int, default=64, help="stage 2/3 scenes (default 64)"
     )
     parser.add_argument("--val-images", type=int, default=16, help="held-out scenes (default 16)")
-    parser.add_argument("--pretrain-steps", type=int, default=150, help="stage 1 steps (150)")
-    parser.add_argument("--self-train-steps", type=int, default=50, help="stage 3 steps (50)")
+    parser.add_argument(
+        "--pretrain-steps", type=int, default=150, help="stage 1 steps (default 150)"
+    )
+    parser.add_argument(
+        "--self-train-steps", type=int, default=50, help="stage 3 steps (default 50)"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
     parser.add_argument(
         "--num-workers",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The end-to-end demo on one machine, no GPU needed (measured 6 min on 2 CPU cores):
-#   generated sample -> stage 1 pretrain (scratch B0) -> stage 2 pseudo-label -> stage 3
-#   self-train on merged labels -> threshold sweep, in one local Ray cluster, all logged to
+# The end-to-end demo on one machine, no GPU needed (README "The demo": what it prints, time):
+#   generated sample (train / unlabeled / held-out parts) -> stage 1 pretrain (scratch B0, 150
+#   steps) -> stage 2 pseudo-label -> stage 3 self-train on merged labels -> a threshold sweep
+#   of the random init, stage 1 and stage 3 on the held-out part -> `directsam compare` (one
+#   table + plot) -> `directsam predict` on a photo, in one local Ray cluster, all logged to
 #   one sqlite MLflow store. Outputs go to demo_out/ (or $DEMO_OUT); extra arguments go to
 #   `python -m directsam.demo` (see --help). Exits non-zero when any stage fails.
 set -euo pipefail

@@ -292,10 +292,11 @@ def make_sample(
     width: int | None = None,
     images_per_tar: int = 4,
     num_objects: int | None = None,
+    first_number: int = 1,
 ) -> Path:
     """Write a synthetic dataset and return its root.
 
-    Layouts (``<n>`` = 1..num_images):
+    Layouts (``<n>`` = first_number .. first_number + num_images - 1):
 
     * ``sa1b``: ``OUTPUT/sa_00000K/sa_<n>.jpg`` + ``sa_<n>.json`` (the extracted layout, one
       folder per tar) and ``OUTPUT/tars/sa_00000K.tar`` with the same members (``ray.data.
@@ -317,11 +318,14 @@ def make_sample(
         height, width: image size (default 192 x 256).
         images_per_tar: SA-1B shard size.
         num_objects: objects per image (default random 8..21, giving about 20-60 masks).
+        first_number: ``<n>`` of the first image, so that several samples (e.g. train and
+            held-out parts made with different seeds) have disjoint ids. Image ``i`` is still
+            drawn from ``default_rng([seed, i])``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if num_images < 1 or images_per_tar < 1:
-        raise ValueError("num_images and images_per_tar must be >= 1")
+    if num_images < 1 or images_per_tar < 1 or first_number < 1:
+        raise ValueError("num_images, images_per_tar and first_number must be >= 1")
     h = DEFAULT_HEIGHT if height is None else int(height)
     w = DEFAULT_WIDTH if width is None else int(width)
     if h < 8 or w < 8:
@@ -332,7 +336,7 @@ def make_sample(
     coco_anns: list[dict] = []
     shards: dict[str, list[tuple[str, bytes]]] = {}
     for i in range(num_images):
-        number = i + 1
+        number = first_number + i
         rng = np.random.default_rng([seed, i])
         scene = make_scene(rng, h, w, num_objects)
         jpeg = _jpeg_bytes(scene.image)

@@ -4,6 +4,11 @@ Replaces the seed's notebook that collected per-run CSVs by hand: trial runs (ta
 ``directsam.kind=trial``, written by ``evaluate`` and ``sweep``) are queried, each curve
 (checkpoint, dataset, resolution, tolerance) is taken from the most recent sweep that measured
 it, and the plot has one axes per dataset with one curve per checkpoint.
+
+``--wide`` prints one ``threshold x checkpoint`` table (mean recall, mean tokens) per dataset
+instead, with the checkpoints as columns in the order they were named (``--checkpoint``) and
+named by ``--label SPEC=NAME``; ``--log-run`` stores the table, its CSV and the plot in a
+``directsam.kind=comparison`` run of the same experiment (never read back as a trial).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from directsam.evaluation import report
 from directsam.metrics import table
 
 CURVE_KEYS = ("checkpoint", "dataset", "resolution", "tolerance")
+KIND_COMPARISON = "comparison"
+TABLE_FILE = "comparison.txt"
+WIDE_CSV_FILE = "comparison.csv"
 
 
 def load_trial_rows(experiment: str, tracking_uri: str) -> list[dict[str, Any]]:
@@ -98,14 +106,25 @@ def format_comparison(curves: dict[tuple[Any, ...], list[dict[str, Any]]]) -> st
     return "\n\n".join(blocks)
 
 
-def plot_comparison(curves: dict[tuple[Any, ...], list[dict[str, Any]]], path: str | Path) -> Path:
-    """PNG with one axes per dataset and one curve per checkpoint (plus res/tol when they vary)."""
+def plot_comparison(
+    curves: dict[tuple[Any, ...], list[dict[str, Any]]],
+    path: str | Path,
+    labels: dict[str, str] | None = None,
+) -> Path:
+    """PNG with one axes per dataset and one curve per checkpoint (plus res/tol when they vary).
+
+    ``labels`` maps a checkpoint spec to the name its curve carries (default: the spec).
+    """
     by_dataset: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for key in curves:
         by_dataset[key[1]].append(key)
     fig, axes = report.new_figure(max(1, len(by_dataset)))
     for ax, (dataset, keys) in zip(axes, sorted(by_dataset.items())):
-        rows = [r for k in keys for r in curves[k]]
+        rows = [
+            {**r, "checkpoint": (labels or {}).get(r["checkpoint"], r["checkpoint"])}
+            for k in keys
+            for r in curves[k]
+        ]
         label_keys = ["checkpoint", *report.varying_keys(rows, ("resolution", "tolerance"))]
         report.draw_curves(
             ax, report.curves_by(rows, label_keys), title=f"{dataset}: recall vs tokens"
@@ -117,14 +136,186 @@ def plot_comparison(curves: dict[tuple[Any, ...], list[dict[str, Any]]], path: s
     return path
 
 
+def _num(value: Any, width: int, digits: int) -> str:
+    """``value`` right-aligned with ``digits`` decimals; ``-`` for a missing or NaN value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{'-':>{width}}"
+    return f"{float(value):>{width}.{digits}f}"
+
+
+def column_order(
+    curves: dict[tuple[Any, ...], list[dict[str, Any]]], checkpoints: list[str] | None
+) -> list[str]:
+    """Checkpoints in the order the user named them, then any others sorted."""
+    found = {key[0] for key in curves}
+    named = [c for c in dict.fromkeys(checkpoints or []) if c in found]
+    return named + sorted(found - set(named))
+
+
+def wide_tables(
+    curves: dict[tuple[Any, ...], list[dict[str, Any]]], checkpoints: list[str] | None = None
+) -> dict[tuple[Any, ...], dict[float, dict[str, dict[str, Any]]]]:
+    """Regroup curves as ``(dataset, resolution, tolerance) -> threshold -> checkpoint -> row``.
+
+    Columns follow ``checkpoints`` (see :func:`column_order`); a checkpoint missing a threshold
+    another one has simply has no cell there.
+    """
+    order = {c: i for i, c in enumerate(column_order(curves, checkpoints))}
+    tables: dict[tuple[Any, ...], dict[float, dict[str, dict[str, Any]]]] = {}
+    for key in sorted(curves, key=lambda k: (str(k[1]), k[2], k[3], order[k[0]])):
+        ckpt, dataset, res, tol = key
+        table = tables.setdefault((dataset, res, tol), {})
+        for row in curves[key]:
+            table.setdefault(float(row["threshold"]), {})[ckpt] = row
+    return {group: {t: table[t] for t in sorted(table)} for group, table in tables.items()}
+
+
+def format_wide(
+    curves: dict[tuple[Any, ...], list[dict[str, Any]]],
+    checkpoints: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> str:
+    """One ``threshold x checkpoint`` table (mean recall, mean tokens) per dataset/res/tol.
+
+    Each table is followed by its legend: column name = checkpoint spec, the sweep that
+    measured it and the number of images scored.
+    """
+    labels = labels or {}
+    blocks = []
+    for (dataset, res, tol), by_threshold in wide_tables(curves, checkpoints).items():
+        cols = [c for c in column_order(curves, checkpoints) if (c, dataset, res, tol) in curves]
+        names = [labels.get(c, c) for c in cols]
+        width = max(15, *(len(n) for n in names))
+        lines = [
+            f"dataset {dataset} | {res} px | tolerance {tol} | mean effective contour recall "
+            "and mean number of tokens per image",
+            f"{'':>9}" + "".join(f"  {n:>{width}}" for n in names),
+            f"{'threshold':>9}"
+            + "".join(f"  {'recall':>{width - 8}}  {'tokens':>6}" for _ in cols),
+        ]
+        for threshold, cells in by_threshold.items():
+            line = f"{threshold:>9.3g}"
+            for c in cols:
+                row = cells.get(c)
+                if row is None:
+                    line += f"  {'-':>{width - 8}}  {'-':>6}"
+                else:
+                    recall = _num(row.get(table.MEAN_RECALL.name), width - 8, 3)
+                    tokens = _num(row.get(table.MEAN_NUM_TOKENS.name), 6, 1)
+                    line += f"  {recall}  {tokens}"
+            lines.append(line)
+        for c, name in zip(cols, names):
+            first = curves[(c, dataset, res, tol)][0]
+            images = _num(first.get(table.NUM_IMAGES.name), 0, 0).strip()
+            alias = f"{name} = " if name != c else ""
+            lines.append(f"  {alias}{c} (sweep {first['sweep_id']}, {images} images)")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def write_wide_csv(
+    curves: dict[tuple[Any, ...], list[dict[str, Any]]],
+    path: str | Path,
+    checkpoints: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> Path:
+    """The wide tables as CSV: one row per (dataset, resolution, tolerance, threshold,
+    checkpoint) with ``label``, ``mean_recall``, ``mean_num_tokens``, ``num_images``, ``sweep_id``."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = [m.name for m in (table.MEAN_RECALL, table.MEAN_NUM_TOKENS, table.NUM_IMAGES)]
+    fields = ["dataset", "resolution", "tolerance", "threshold", "checkpoint", "label",
+              *metrics, "sweep_id"]  # fmt: skip
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for by_threshold in wide_tables(curves, checkpoints).values():
+            for cells in by_threshold.values():
+                for ckpt, row in cells.items():
+                    label = (labels or {}).get(ckpt, ckpt)
+                    writer.writerow({**row, "label": label})
+    return path
+
+
+def save_comparison(
+    text: str,
+    curves: dict[tuple[Any, ...], list[dict[str, Any]]],
+    plot: str | Path,
+    checkpoints: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> list[Path]:
+    """Write the printed ``text`` (``comparison.txt``) and the wide CSV beside ``plot``."""
+    folder = Path(plot).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    table = folder / TABLE_FILE
+    table.write_text(text + "\n")
+    return [table, write_wide_csv(curves, folder / WIDE_CSV_FILE, checkpoints, labels)]
+
+
+def log_comparison_run(
+    experiment: str,
+    tracking_uri: str,
+    files: list[Path],
+    checkpoints: list[str],
+    labels: dict[str, str] | None = None,
+) -> tuple[str | None, str]:
+    """A FINISHED ``directsam.kind=comparison`` run in ``experiment`` holding ``files``.
+
+    Params: the compared checkpoints (``checkpoint.<i>``) and their labels (``label.<i>``).
+    ``load_trial_rows`` reads only trial runs, so a comparison run never feeds a later one.
+    Written through the best-effort tracking client: when the server is gone the records go to
+    a spool beside the first file (``directsam tracking replay`` sends them later).
+
+    Returns:
+        (the run id, or None when it was spooled; the one-line spool warning, or "").
+    """
+    import uuid
+
+    from directsam.tracking import TrackingClient, spool_warning
+    from directsam.tracking.spool import spool_dir_beside
+
+    out_dir = str(Path(files[0]).resolve().parent) if files else "."
+    tracking = TrackingClient(tracking_uri, spool_dir_beside(out_dir, "compare"))
+    params = {}
+    for i, ckpt in enumerate(checkpoints):
+        params[f"checkpoint.{i}"] = ckpt
+        params[f"label.{i}"] = (labels or {}).get(ckpt, ckpt)
+    ref, _ = tracking.open_run(
+        experiment,
+        uuid.uuid4().hex,
+        f"compare-{len(checkpoints)}-checkpoints",
+        params=params,
+        tags={report.TAG_KIND: KIND_COMPARISON},
+        reopen=False,
+    )
+    for f in files:
+        tracking.log_artifact(ref, f)
+    tracking.end_run(ref, "FINISHED")
+    warning = ""
+    if tracking.spooled:
+        warning = spool_warning(
+            tracking.spool_path, tracking.uri, tracking.reason(), tracking.spooled
+        )
+    return ref.run_id, warning
+
+
 def compare(
     experiment: str,
     tracking_uri: str,
     output: str | Path = report.PLOT_FILE,
     datasets: list[str] | None = None,
     checkpoints: list[str] | None = None,
+    wide: bool = False,
+    labels: dict[str, str] | None = None,
 ) -> tuple[str, Path | None, dict[tuple[Any, ...], list[dict[str, Any]]]]:
     """Query, tabulate and plot an evaluation experiment.
+
+    Args:
+        wide: one ``threshold x checkpoint`` table per dataset (:func:`format_wide`) instead of
+            one table per curve.
+        labels: checkpoint spec -> display name (table columns and plot legend).
 
     Returns:
         (printed text, PNG path or None when there is nothing to plot, the curves).
@@ -137,4 +328,5 @@ def compare(
     curves = latest_curves(rows)
     if not curves:
         return f"no finished evaluation runs in experiment {experiment!r}", None, curves
-    return format_comparison(curves), plot_comparison(curves, output), curves
+    text = format_wide(curves, checkpoints, labels) if wide else format_comparison(curves)
+    return text, plot_comparison(curves, output, labels), curves

@@ -115,6 +115,22 @@ def test_deterministic_and_seed_dependent(tmp_path):
     ).read_bytes()
 
 
+def test_first_number_shifts_ids_not_images(tmp_path):
+    a = make_sample(tmp_path / "a", num_images=2, seed=5, kind="sa1b")
+    b = make_sample(tmp_path / "b", num_images=2, seed=5, kind="sa1b", first_number=101)
+    assert sorted(p.name for p in (b / "sa_000000").iterdir()) == [
+        "sa_101.jpg", "sa_101.json", "sa_102.jpg", "sa_102.json"
+    ]  # fmt: skip
+    for n in (1, 2):
+        assert (b / "sa_000000" / f"sa_{100 + n}.jpg").read_bytes() == (
+            a / "sa_000000" / f"sa_{n}.jpg"
+        ).read_bytes()
+        info, _ = parse_sa1b_annotation((b / "sa_000000" / f"sa_{100 + n}.json").read_bytes())
+        assert info["file_name"] == f"sa_{100 + n}.jpg"
+    with pytest.raises(ValueError, match="first_number"):
+        make_sample(tmp_path / "c", first_number=0)
+
+
 @pytest.mark.parametrize("kind", ["labelmap", "coco"])
 def test_other_kinds_deterministic(tmp_path, kind):
     a = make_sample(tmp_path / "a", num_images=2, seed=1, kind=kind, height=40, width=56)

@@ -283,18 +283,6 @@ class TrackingSettings:
 
 
 @dataclass
-class DebugConfig:
-    """Fault injection for tests: kill one worker process once, at a given step."""
-
-    fail_at_step: int | None = None
-    """The worker of rank ``fail_rank`` exits hard after this optimizer step (once)."""
-    fail_rank: int = 0
-    """Rank that exits."""
-    fail_marker: str | None = None
-    """File created before exiting; its presence disarms the fault (so a restart proceeds)."""
-
-
-@dataclass
 class TrainConfig:
     """Everything a training job needs; ``init`` is the starting checkpoint spec."""
 
@@ -310,7 +298,6 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     run: RunSettings = field(default_factory=RunSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
-    debug: DebugConfig = field(default_factory=DebugConfig)
 
     def validate(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []

@@ -9,21 +9,30 @@ The data stream is a sequence of passes over the worker's shard; the run length 
 optimizer steps (``max_steps``, else ``epochs`` x steps per epoch), so a resumed run stops at
 the same step as an uninterrupted one. Ray Data streams cannot seek: after a restart the pass
 in progress starts again from its beginning (with a new shuffle seed).
+
+The worker body reads top to bottom: set up (:func:`worker_env`, :func:`seed_rank`,
+:func:`build_parts`, :func:`resume`), then per step :func:`~directsam.training.step.train_step`,
+logging (``StepMeter``), :func:`validate`, :func:`report_checkpoint` and the step hooks
+(``directsam.training.hooks``; tests install them, the library none).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
-import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from directsam.config import from_dict
 from directsam.training.config import TrainConfig, config_class
+from directsam.training.hooks import StepEvent, StepHook
+from directsam.training.step import StepMeter, TrainParts, WorkerEnv, build_optimizer, train_step
+
+if TYPE_CHECKING:
+    from directsam.training.config import ValidationConfig
 
 
 @dataclass
@@ -85,19 +94,129 @@ def _start_point(cfg: TrainConfig, rt: Runtime) -> tuple[Any, dict[str, Any] | N
     return load_model(cfg.init, allow_pickle=cfg.allow_pickle), None, cfg.init
 
 
-def _optimizer(model: Any, cfg: TrainConfig) -> Any:
-    """AdamW; with weight decay, biases and norm weights (1-D tensors) are not decayed."""
+def worker_env(cfg: TrainConfig) -> WorkerEnv:
+    """This worker's rank, world size, device and precision (TF32 matmuls on CUDA)."""
+    import ray.train
+    import ray.train.torch
     import torch
 
+    ctx = ray.train.get_context()
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return WorkerEnv(
+        rank=ctx.get_world_rank(),
+        world=ctx.get_world_size(),
+        device=device,
+        autocast_dtype=cfg.autocast_dtype(device.type),
+        channels_last=cfg.optim.channels_last and device.type == "cuda",
+    )
+
+
+def seed_rank(seed: int, rank: int, step: int = 0, generator: Any = None) -> Any:
+    """Seed torch's global RNG (dropout, scratch init) and the augmentation generator of a rank.
+
+    Each rank and each resume step gets its own streams; returns the generator (a new one when
+    ``generator`` is None).
+    """
+    import torch
+
+    torch.manual_seed(seed + rank + 1_000_003 * step)
+    generator = generator if generator is not None else torch.Generator()
+    return generator.manual_seed(seed + 7919 * (rank + 1) + 1_000_003 * step)
+
+
+def build_parts(
+    model: Any, generator: Any, cfg: TrainConfig, rt: Runtime, env: WorkerEnv
+) -> TrainParts:
+    """The model in train mode, prepared for the worker group (DDP), and a fresh optimizer,
+    schedule and scaler (GradScaler on for fp16 autocast only)."""
+    import ray.train.torch
+    import torch
+
+    from directsam.training.schedule import build_scheduler
+
     o = cfg.optim
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups: Any = params
-    if o.weight_decay > 0:
-        groups = [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ]
-    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=0.0)
+    model.train()
+    if env.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model = ray.train.torch.prepare_model(model)
+    optimizer = build_optimizer(model, o)
+    scheduler = build_scheduler(
+        optimizer, o.lr, o.warmup_steps, o.schedule, rt.total_steps, o.min_lr_ratio
+    )
+    scaler = torch.amp.GradScaler(env.device.type, enabled=env.autocast_dtype == torch.float16)
+    return TrainParts(model, optimizer, scheduler, scaler, generator)
+
+
+def resume(parts: TrainParts, state: dict[str, Any] | None, seed: int, rank: int) -> int:
+    """Restore a checkpoint's optimizer / scheduler / scaler state; returns the steps taken.
+
+    Only rank 0's RNG state is saved: rank 0 restores it, the other ranks reseed from the step.
+    """
+    from directsam.training.state import restore_training_state
+
+    if state is None:
+        return 0
+    step, _ = restore_training_state(
+        state, parts.optimizer, parts.scheduler, parts.scaler, parts.generator, rank == 0
+    )
+    if rank != 0:
+        seed_rank(seed, rank, step, parts.generator)
+    return step
+
+
+def train_batches(
+    shard: Any, cfg: TrainConfig, env: WorkerEnv, steps_done: Callable[[], int]
+) -> Iterator[dict[str, Any]]:
+    """The worker's micro-batches, pass after pass over its shard of the training split.
+
+    Endless; the caller stops taking batches at the end of the run. Each pass shuffles with a
+    seed of ``steps_done()`` when it starts (a restarted group replays the pass in progress in
+    a new order).
+
+    Raises:
+        RuntimeError: a pass gave no full batch (the shard is smaller than one batch).
+    """
+    o, d = cfg.optim, cfg.data
+    while True:
+        seen = 0
+        for batch in shard.iter_torch_batches(
+            batch_size=o.batch_size,
+            device=env.device,
+            drop_last=True,
+            prefetch_batches=d.prefetch_batches,
+            local_shuffle_buffer_size=d.shuffle_buffer or None,
+            local_shuffle_seed=(o.seed + env.rank + 1_000_003 * steps_done())
+            if d.shuffle_buffer
+            else None,
+            pin_memory=env.device.type == "cuda",
+        ):
+            seen += 1
+            yield batch
+        if seen == 0:
+            raise RuntimeError(
+                f"worker {env.rank}: the training split gave no batch of {o.batch_size} images "
+                f"per worker ({env.world} workers); add data or lower --set optim.batch_size"
+            )
+
+
+def validate(model: Any, val_shard: Any, v: ValidationConfig, env: WorkerEnv) -> dict[str, float]:
+    """``directsam.training.validation.validate_model`` on the held-out split (rank 0)."""
+    from directsam.training.state import unwrap_model
+    from directsam.training.validation import validate_model
+
+    return validate_model(
+        unwrap_model(model),
+        val_shard.iter_torch_batches(batch_size=v.batch_size, device=env.device),
+        device=env.device,
+        autocast_dtype=env.autocast_dtype,
+        threshold=v.threshold,
+        tolerance=v.tolerance,
+        max_images=v.num_images,
+        channels_last=env.channels_last,
+    )
 
 
 def _prune_local(run_dir: Path, keep: int | None) -> None:
@@ -108,208 +227,95 @@ def _prune_local(run_dir: Path, keep: int | None) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _mean_over_ranks(value: Any, world: int) -> float:
-    import torch.distributed as dist
+def report_checkpoint(
+    parts: TrainParts, step: int, metrics: dict[str, Any], cfg: TrainConfig, rt: Runtime, rank: int
+) -> None:
+    """``ray.train.report`` on every rank (it is a barrier); rank 0 attaches the checkpoint.
 
-    if world > 1 and dist.is_available() and dist.is_initialized():
-        value = value.detach().clone()
-        dist.all_reduce(value)
-        value /= world
-    return float(value.item())
+    Local mode writes ``checkpoint_<step>`` under ``rt.run_dir`` and prunes it to
+    ``checkpoint.num_to_keep`` (Ray does not persist there); otherwise Ray copies the directory
+    to the run's storage.
+    """
+    import ray.train
+    from ray.train import Checkpoint
+
+    from directsam.training.state import checkpoint_dir_name, save_training_checkpoint
+
+    if rank != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    name = checkpoint_dir_name(step)
+
+    def save(parent: Path) -> Checkpoint:
+        path = save_training_checkpoint(
+            parent / name, parts.model, parts.optimizer, parts.scheduler, parts.scaler,
+            step=step, epoch=step // max(1, rt.steps_per_epoch), meta=checkpoint_meta(cfg),
+            generator=parts.generator,
+        )  # fmt: skip
+        return Checkpoint.from_directory(path)
+
+    if rt.local_mode:
+        assert rt.run_dir is not None
+        checkpoint = save(Path(rt.run_dir))
+        _prune_local(Path(rt.run_dir), cfg.checkpoint.num_to_keep)
+        ray.train.report(metrics, checkpoint=checkpoint)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            ray.train.report(metrics, checkpoint=save(Path(tmp)), checkpoint_dir_name=name)
+
+
+def _due(step: int, every: int, final: bool) -> bool:
+    """Every ``every`` steps and at the end (``every`` 0: never)."""
+    return bool(every) and (step % every == 0 or final)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train worker entry point.
 
     Args:
-        config: ``{"cfg": to_dict(TrainConfig), "runtime": asdict(Runtime)}``.
+        config: ``{"cfg": to_dict(TrainConfig), "runtime": asdict(Runtime)}``, and optionally
+            ``"step_hooks"``: callables each given a :class:`StepEvent` after every step.
 
     Returns:
         ``{"step": final step, "start_step": step it started at}`` (local mode hands it back
         in ``Result.return_value``).
     """
     import ray.train
-    import ray.train.torch
-    import torch
-    from ray.train import Checkpoint
 
-    from directsam.training.data import to_model_input
-    from directsam.training.loss import boundary_loss
-    from directsam.training.schedule import build_scheduler
-    from directsam.training.state import (
-        checkpoint_dir_name,
-        restore_training_state,
-        save_training_checkpoint,
-        unwrap_model,
-    )
     from directsam.training.track import open_tracker
     from directsam.training.validation import LOGGED as VAL_LOGGED
-    from directsam.training.validation import validate_model
 
     cfg, rt = rebuild_config(config)
-    o = cfg.optim
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(o.seed + rank)
-    generator = torch.Generator().manual_seed(o.seed + 7919 * (rank + 1))
-    channels_last = o.channels_last and device.type == "cuda"
-
+    hooks: list[StepHook] = list(config.get("step_hooks", ()))
+    o, env = cfg.optim, worker_env(cfg)
+    generator = seed_rank(o.seed, env.rank)  # this rank's dropout and augmentation streams
     model, state, origin = _start_point(cfg, rt)
-    model.train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model = ray.train.torch.prepare_model(model)
-    optimizer = _optimizer(model, cfg)
-    scheduler = build_scheduler(
-        optimizer, o.lr, o.warmup_steps, o.schedule, rt.total_steps, o.min_lr_ratio
-    )
-    autocast_dtype = cfg.autocast_dtype(device.type)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
-    step = 0
-    if state is not None:
-        step, _ = restore_training_state(
-            state, optimizer, scheduler, scaler, generator, restore_rng=rank == 0
-        )
-        if rank != 0:  # only rank 0's RNG state is saved: derive the others from the step
-            torch.manual_seed(o.seed + rank + 1_000_003 * step)
-            generator.manual_seed(o.seed + 7919 * (rank + 1) + 1_000_003 * step)
-    start_step = step
-    tracker = open_tracker(cfg, enabled=rank == 0, run_id=rt.mlflow_run_id, role=f"rank{rank}")
-    if rank == 0:
-        print(f"[directsam] rank 0/{world}: start at step {step}/{rt.total_steps} from {origin}")
+    parts = build_parts(model, generator, cfg, rt, env)
+    step = start_step = resume(parts, state, o.seed, env.rank)
+    tracker = open_tracker(cfg, env.rank == 0, run_id=rt.mlflow_run_id, role=f"rank{env.rank}")
+    if env.rank == 0:
+        print(f"[directsam] rank 0/{env.world}: start at {step}/{rt.total_steps} from {origin}")
 
-    shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val") if rt.has_val and rank == 0 else None
-    imgs_per_step = world * o.batch_size * o.grad_accum
-    amp = dict(device_type=device.type, dtype=autocast_dtype or torch.float32)
-    amp["enabled"] = autocast_dtype is not None
-    run_dir = Path(rt.run_dir) if rt.run_dir else None
-    micro, loss_sum, loss_n = 0, torch.zeros((), device=device), 0
-    t_mark, step_mark, paused = time.perf_counter(), step, 0.0
-    steady: dict[str, float] = {}
-    last: dict[str, float] = {}
+    # `lambda: step` reads the step reached when a pass starts (that pass's shuffle seed).
+    batches = train_batches(ray.train.get_dataset_shard("train"), cfg, env, lambda: step)
+    val_shard = ray.train.get_dataset_shard("val") if rt.has_val and env.rank == 0 else None
+    images_per_step = env.world * o.batch_size * o.grad_accum
+    meter = StepMeter(images_per_step, rt.steps_per_epoch, env.world, step, env.device)
     while step < rt.total_steps:
-        batches = shard.iter_torch_batches(
-            batch_size=o.batch_size,
-            device=device,
-            drop_last=True,
-            prefetch_batches=cfg.data.prefetch_batches,
-            local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
-            local_shuffle_seed=(o.seed + rank + 1_000_003 * step)
-            if cfg.data.shuffle_buffer
-            else None,
-            pin_memory=device.type == "cuda",
-        )
-        seen = 0
-        for batch in batches:
-            seen += 1
-            pixels = to_model_input(batch["image"], generator, o.augment_p, channels_last)
-            sync = (micro + 1) % o.grad_accum == 0
-            no_sync = getattr(model, "no_sync", None)
-            quiet = no_sync() if (not sync and world > 1 and no_sync) else contextlib.nullcontext()
-            with quiet:
-                with torch.autocast(**amp):
-                    loss, _ = boundary_loss(model, pixels, batch["target"])
-                scaler.scale(loss / o.grad_accum).backward()
-            loss_sum += loss.detach()
-            loss_n += 1
-            micro += 1
-            if not sync:
-                continue
-            scaler.unscale_(optimizer)
-            if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
-            step += 1
-            final = step >= rt.total_steps
-
-            if step % cfg.tracking.log_every_steps == 0 or final:
-                now = time.perf_counter()
-                busy = max(1e-9, now - t_mark - paused)
-                last = {
-                    "loss": _mean_over_ranks(loss_sum / max(1, loss_n), world),
-                    "lr": lr,
-                    "images_per_s": imgs_per_step * (step - step_mark) / busy,
-                    "epoch": step / max(1, rt.steps_per_epoch),
-                }
-                # The first interval includes start-up (model load, first batches): skip it.
-                if "t" not in steady:
-                    steady.update(t=0.0, steps=0.0)
-                else:
-                    steady["t"] += busy
-                    steady["steps"] += step - step_mark
-                tracker.log_metrics(last, step)
-                loss_sum.zero_()
-                loss_n, t_mark, step_mark, paused = 0, now, step, 0.0
-
-            t_pause = time.perf_counter()
-            val_every = cfg.validation.every_steps
-            if val_shard is not None and val_every and (step % val_every == 0 or final):
-                v = cfg.validation
-                val = validate_model(
-                    unwrap_model(model),
-                    val_shard.iter_torch_batches(batch_size=v.batch_size, device=device),
-                    device=device,
-                    autocast_dtype=autocast_dtype,
-                    threshold=v.threshold,
-                    tolerance=v.tolerance,
-                    max_images=v.num_images,
-                    channels_last=channels_last,
-                )
-                last.update(val)
+        losses, lr = train_step(parts, batches, o, env)
+        step += 1
+        final = step >= rt.total_steps
+        meter.add(losses)
+        if _due(step, cfg.tracking.log_every_steps, final):
+            tracker.log_metrics(meter.interval(step, lr), step)
+        with meter.pause():  # validation and checkpoints are not training time
+            if val_shard is not None and _due(step, cfg.validation.every_steps, final):
+                val = validate(parts.model, val_shard, cfg.validation, env)
+                meter.last.update(val)
                 tracker.log_metrics({k: val[k] for k in VAL_LOGGED}, step)
-
-            if step % cfg.checkpoint.every_steps == 0 or final:
-                metrics = {**last, "step": step, "start_step": start_step}
-                if steady.get("t"):
-                    metrics["steady_images_per_s"] = imgs_per_step * steady["steps"] / steady["t"]
-                name = checkpoint_dir_name(step)
-                epoch = step // max(1, rt.steps_per_epoch)
-                meta = checkpoint_meta(cfg)
-                if rank != 0:
-                    ray.train.report(metrics, checkpoint=None)
-                elif rt.local_mode:
-                    assert run_dir is not None
-                    path = save_training_checkpoint(
-                        run_dir / name, model, optimizer, scheduler, scaler,
-                        step=step, epoch=epoch, meta=meta, generator=generator,
-                    )  # fmt: skip
-                    _prune_local(run_dir, cfg.checkpoint.num_to_keep)
-                    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(path))
-                else:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        path = save_training_checkpoint(
-                            Path(tmp) / name, model, optimizer, scheduler, scaler,
-                            step=step, epoch=epoch, meta=meta, generator=generator,
-                        )  # fmt: skip
-                        ray.train.report(
-                            metrics, checkpoint=Checkpoint.from_directory(path),
-                            checkpoint_dir_name=name,
-                        )  # fmt: skip
-            paused += time.perf_counter() - t_pause
-
-            d = cfg.debug
-            if d.fail_at_step == step and rank == d.fail_rank and d.fail_marker:
-                if not os.path.exists(d.fail_marker):
-                    if not rt.local_mode:
-                        # Wait until the controller has registered every reported checkpoint,
-                        # so the test knows which one the restarted group must start from.
-                        ray.train.get_all_reported_checkpoints(timeout_s=120)
-                    Path(d.fail_marker).write_text(f"killed at step {step}\n")
-                    os._exit(1)  # a hard crash, as a lost node or OOM kill would look
-            if final:
-                break
-        if seen == 0:
-            raise RuntimeError(
-                f"worker {rank}: the training split gave no batch of {o.batch_size} images per "
-                f"worker ({world} workers); add data or lower --set optim.batch_size"
-            )
+            if _due(step, cfg.checkpoint.every_steps, final):
+                report_checkpoint(parts, step, meter.report(step, start_step), cfg, rt, env.rank)
+        event = StepEvent(step, rt.total_steps, env.rank, env.world, rt.local_mode)
+        for hook in hooks:
+            hook(event)
     return {"step": step, "start_step": start_step}

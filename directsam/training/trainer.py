@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from directsam.config import ConfigError, from_dict, to_dict
 from directsam.training.config import TrainConfig
+from directsam.training.hooks import StepHook, check_hooks
 from directsam.training.loop import Runtime, train_loop_per_worker
 
 if TYPE_CHECKING:
@@ -66,7 +68,6 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if is_local_path(cfg.init):
         cfg.init = _abs(cfg.init) or cfg.init
     cfg.run.storage_path = _abs(cfg.run.storage_path) or cfg.run.storage_path
-    cfg.debug.fail_marker = _abs(cfg.debug.fail_marker)
     cfg.run.run_name = cfg.run_name()
     if cfg.tracking.enabled:
         cfg.tracking.uri = resolve_tracking_uri(cfg.tracking.uri)
@@ -120,8 +121,10 @@ def build_trainer(
     cfg: TrainConfig,
     datasets: dict[str, ray.data.Dataset],
     runtime: Runtime,
+    step_hooks: Sequence[StepHook] = (),
 ) -> TorchTrainer:
-    """The ``TorchTrainer`` of a resolved config (see :func:`resolve_config`)."""
+    """The ``TorchTrainer`` of a resolved config (see :func:`resolve_config`); ``step_hooks``
+    travel to the workers in ``train_loop_config`` (``directsam.training.hooks``)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -131,7 +134,11 @@ def build_trainer(
         resources["GPU"] = 1
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": to_dict(cfg), "runtime": dataclasses.asdict(runtime)},
+        train_loop_config={
+            "cfg": to_dict(cfg),
+            "runtime": dataclasses.asdict(runtime),
+            "step_hooks": check_hooks(step_hooks),
+        },
         # gloo on CPU; None lets Ray pick nccl when GPUs are requested.
         torch_config=TorchConfig(backend=None if r.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
@@ -155,6 +162,7 @@ def run_training(
     cfg: TrainConfig,
     num_images: int | None = None,
     datasets: dict[str, ray.data.Dataset] | None = None,
+    step_hooks: Sequence[StepHook] = (),
 ) -> TrainingResult:
     """Train (or resume) the run described by ``cfg``; Ray must be initialised.
 
@@ -163,6 +171,8 @@ def run_training(
         num_images: training images, when already known (default: list the source).
         datasets: ``{"train": ..., "val": ...}`` to use instead of building them from
             ``cfg.data`` (tests, benchmarks).
+        step_hooks: callables every worker calls after each optimizer step with a
+            ``directsam.training.hooks.StepEvent`` (tests: fault injection, observation).
 
     Returns:
         :class:`TrainingResult` with the final checkpoint and last metrics.
@@ -177,6 +187,7 @@ def run_training(
 
     cfg = resolve_config(cfg)
     check_ready(cfg)
+    step_hooks = check_hooks(step_hooks)
     if datasets is None:
         train, val = build_datasets(cfg)
         datasets = {"train": train} if val is None else {"train": train, "val": val}
@@ -190,7 +201,7 @@ def run_training(
     started = time.time()
     tracker = open_tracker(cfg)
     runtime.mlflow_run_id = tracker.run_id  # rank 0 appends to the driver's run
-    trainer = build_trainer(cfg, datasets, runtime)
+    trainer = build_trainer(cfg, datasets, runtime, step_hooks)
     try:
         result = trainer.fit()
     except BaseException:

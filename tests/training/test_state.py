@@ -8,7 +8,6 @@ import torch
 
 from directsam.model import load_model
 from directsam.training.config import PretrainConfig
-from directsam.training.loop import _optimizer
 from directsam.training.schedule import build_scheduler
 from directsam.training.state import (
     STATE_FILE,
@@ -17,10 +16,11 @@ from directsam.training.state import (
     restore_training_state,
     save_training_checkpoint,
 )
+from directsam.training.step import build_optimizer
 
 
 def _setup(model, cfg, total=10):
-    opt = _optimizer(model, cfg)
+    opt = build_optimizer(model, cfg.optim)
     sched = build_scheduler(opt, cfg.optim.lr, cfg.optim.warmup_steps, "cosine", total)
     return opt, sched, torch.amp.GradScaler("cpu", enabled=False)
 

@@ -7,6 +7,7 @@ the ``slow`` test runs a 2-worker gloo DDP group whose worker dies once and is r
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from directsam.tracking.mlflow import RUN_NAME_TAG
 from directsam.training.config import PretrainConfig
 from directsam.training.state import STATE_FILE, checkpoint_dir_name, load_training_state
 from directsam.training.track import CHECKPOINT_TAG
+from tests.training.hooks import exit_once_at_step, record_step
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "smoke" / "pretrain.yaml"
@@ -69,8 +71,15 @@ def test_local_mode_checkpoints_tracks_resumes_and_predicts(ray_local, sample_ro
         sample_root, storage, uri, "optim.max_steps=3", "tracking.log_model=true", *overrides
     )
 
-    first = run_training(cfg)
+    events = tmp_path / "events.jsonl"
+    first = run_training(cfg, step_hooks=[functools.partial(record_step, path=str(events))])
     run_dir = storage / first.run_name
+    # The hook saw every step, after its checkpoint, in the one local-mode "worker".
+    seen = [json.loads(line) for line in events.read_text().splitlines()]
+    assert seen == [
+        {"step": s, "rank": 0, "world_size": 1, "local_mode": True, "final": s == 3}
+        for s in (1, 2, 3)
+    ]
     ckpt3 = run_dir / checkpoint_dir_name(3)
     assert first.checkpoint == str(ckpt3)
     assert first.metrics["step"] == 3 and first.metrics["start_step"] == 0
@@ -157,11 +166,9 @@ def test_ddp_two_workers_loss_falls_and_a_killed_worker_resumes(ray_local, tmp_p
         "run.max_failures=1",
         "checkpoint.every_steps=2",
         "validation.every_steps=0",
-        "debug.fail_at_step=4",
-        "debug.fail_rank=1",
-        f"debug.fail_marker={marker}",
     )
-    result = run_training(cfg)
+    kill = functools.partial(exit_once_at_step, step=4, rank=1, marker=str(marker))
+    result = run_training(cfg, step_hooks=[kill])
 
     assert marker.read_text() == "killed at step 4\n"
     assert result.metrics["step"] == 6

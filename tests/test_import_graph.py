@@ -41,7 +41,14 @@ PACKAGE = "directsam"
 # name. It may import its own component and any component of a LOWER layer; components of one
 # layer are peers and may not import each other.
 LAYERS: tuple[tuple[str, Mapping[str, tuple[str, ...]]], ...] = (
-    ("foundation", {"schema": ("directsam.schema",), "config": ("directsam.config",)}),
+    (
+        "foundation",
+        {
+            "schema": ("directsam.schema",),
+            "config": ("directsam.config",),
+            "atomic": ("directsam.atomic",),  # write_atomic, atomic_dir: every layer writes
+        },
+    ),
     (
         "primitives and services",
         {

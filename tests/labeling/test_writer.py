@@ -10,17 +10,17 @@ import pytest
 
 from directsam.config import ConfigError, load_config
 from directsam.data.rle import mask_to_rle, rle_to_mask
-from directsam.labeling import layout
+from directsam.data.sources.shards import layout
+from directsam.data.sources.shards.counts import shard_counts
+from directsam.data.sources.shards.layout import clean_temp_files, select_generations
+from directsam.data.sources.shards.merged import merge_boundaries, merge_rows
 from directsam.labeling.config import LabelConfig
-from directsam.labeling.merged import merge_boundaries, merge_rows, select_generations
 from directsam.labeling.registry import load_registry, validate_entry
 from directsam.labeling.writer import (
     PlanMismatchError,
     block_status,
     block_table,
-    clean_temp_files,
     plan_blocks,
-    shard_counts,
     write_block,
 )
 

@@ -53,6 +53,16 @@ def test_plan_blocks_cut_sorted_ids():
     assert blocks[0].ids_sha != plan_blocks(["i0", "i1", "i3"], 3)[0].ids_sha
 
 
+def test_shard_names_of_listed_blocks_and_tar_chunks():
+    assert layout.part_name(42) == layout.part_name("000042") == "part-000042.parquet"
+    key = layout.chunk_key("sa_000042", 3)
+    assert layout.part_name(key) == "part-sa_000042-00003.parquet"
+    uri = f"s3://b/out/ds/{layout.generation_name('scratch:b0:0')}/{layout.part_name(key)}"
+    assert uri == "s3://b/out/ds/gen-scratch-b0-0/part-sa_000042-00003.parquet"
+    assert layout.parse_chunk_key(layout.part_key(uri)) == ("sa_000042", 3)
+    assert layout.part_key(layout.part_name(7)) == "000007"
+
+
 def test_block_round_trip_status_and_counts(tmp_path):
     gen = str(tmp_path / "d" / "gen-x")
     block = plan_blocks(["b", "a2", "c"], 3)[0]

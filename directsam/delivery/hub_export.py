@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from directsam.delivery.sa1b_json import write_atomic
+from directsam.atomic import write_atomic
 from directsam.metrics import table
 
 DEFAULT_RESOLUTION = 1024

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from directsam.atomic import write_atomic
 
 _SA_ID = re.compile(r"^sa_(\d+)$")
 
@@ -60,19 +61,6 @@ def safe_relpath(image_id: str) -> Path:
     if not parts or any(p == ".." for p in parts):
         raise ValueError(f"image id {image_id!r} cannot name an output file")
     return Path(*parts)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_sa1b(

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from directsam.delivery.sa1b_json import write_atomic, write_sa1b
+from directsam.atomic import write_atomic
+from directsam.delivery.sa1b_json import write_sa1b
 
 SUCCESS_FILE = "_SUCCESS.json"
 ERRORS_FILE = "errors.jsonl"

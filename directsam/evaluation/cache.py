@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from directsam import schema
+from directsam.atomic import publish_dir, write_atomic
 
 CACHE_VERSION = 1
 SUCCESS_FILE = "_SUCCESS.json"
@@ -186,17 +187,16 @@ def commit_cache(staging: str, location: str, manifest: dict[str, Any]) -> dict[
     """
     manifest = {**manifest, "created_at": time.time(), "cache_version": CACHE_VERSION}
     fs, path = _filesystem(staging)
-    with fs.open_output_stream(f"{path}/{SUCCESS_FILE}") as fh:
-        fh.write(json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
+    write_atomic(f"{path}/{SUCCESS_FILE}", text.encode(), filesystem=fs)
     if staging == location:
         return manifest
     existing = read_manifest(location)
     if existing is not None:
         shutil.rmtree(_local(staging), ignore_errors=True)
         return existing
-    if os.path.exists(_local(location)):  # incomplete leftover: never read, safe to replace
-        shutil.rmtree(_local(location))
-    os.rename(_local(staging), _local(location))
+    # An incomplete leftover at ``location`` is never read: safe to replace.
+    publish_dir(_local(staging), _local(location))
     return manifest
 
 

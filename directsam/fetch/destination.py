@@ -4,7 +4,8 @@ Local destinations keep ``<name>.part`` next to the final file and publish with 
 (atomic on one filesystem). Remote destinations cannot append or rename cheaply, so the part
 file lives in a local staging directory (where Range resume works) and the verified file is
 streamed up with ``open_output_stream``; object stores make an object visible only when its
-upload completes, so readers never see half an archive there either.
+upload completes, so readers never see half an archive there either. Other files (extracted
+members, the manifest, markers) go through ``directsam.atomic.write_atomic``.
 
 Paths passed to the methods are relative, ``/``-separated and already validated by the caller
 (link names by :mod:`directsam.fetch.links`, archive members by :mod:`directsam.fetch.extract`).
@@ -19,6 +20,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from directsam.atomic import write_atomic
 
 
 class UnsafePathError(ValueError):
@@ -160,23 +163,16 @@ class Destination:
         part.unlink()
 
     def write_stream(self, rel: str, src: BinaryIO, chunk_size: int = 1 << 20) -> int:
-        """Copy ``src`` to ``rel`` atomically (tmp + rename locally); returns bytes written."""
-        if self.is_local:
-            path = self._checked_local(rel)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            try:
-                with open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, chunk_size)
-                    written = dst.tell()
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return written
-        fs, path = self._remote(rel)
-        _ensure_remote_parent(fs, path)
-        with fs.open_output_stream(path, compression=None) as dst:
+        """Copy ``src`` to ``rel`` atomically (``directsam.atomic.write_atomic``: tmp + rename
+        locally, one upload on object stores); returns bytes written."""
+
+        def copy(dst: BinaryIO) -> None:
             shutil.copyfileobj(src, dst, chunk_size)
-            return dst.tell()
+
+        if self.is_local:
+            return write_atomic(self._checked_local(rel), copy)
+        fs, path = self._remote(rel)
+        return write_atomic(path, copy, filesystem=fs)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Atomic small write (manifest, markers)."""

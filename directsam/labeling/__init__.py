@@ -1,10 +1,10 @@
-"""Stage 2: pseudo-label datasets with Ray Data into Parquet shards, and read merged labels.
+"""Stage 2: pseudo-label datasets with Ray Data into Parquet shards.
 
-``directsam label`` / ``ray_jobs/pseudo_label.py`` run :func:`pipeline.run_labeling`;
-stage 3 reads the shards with :func:`read_merged_labels`. Layout and contract: docs/LABELING.md.
+``directsam label`` / ``ray_jobs/pseudo_label.py`` run :func:`pipeline.run_labeling`. The
+shards' layout and their readers (stage 3's ``read_merged_labels``) are the shard store,
+``directsam.data.sources.shards``. Layout and contract: docs/LABELING.md.
 """
 
 from directsam.labeling.config import LabelConfig
-from directsam.labeling.merged import merged_label_counts, read_merged_labels
 
-__all__ = ["LabelConfig", "merged_label_counts", "read_merged_labels"]
+__all__ = ["LabelConfig"]

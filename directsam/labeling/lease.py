@@ -25,7 +25,7 @@ from typing import Any
 
 from directsam.config import ConfigError
 from directsam.data.sources import fs
-from directsam.labeling.layout import LEASE_FILE, read_json, write_json_atomic
+from directsam.data.sources.shards.layout import LEASE_FILE, read_json, write_json_atomic
 
 
 class LeaseHeldError(ConfigError):

@@ -20,8 +20,9 @@ from typing import Any
 
 from directsam.config import ConfigError
 from directsam.data.sources import fs, plan_source
+from directsam.data.sources.shards import layout
+from directsam.data.sources.shards.counts import shard_counts
 from directsam.data.sources.store import resolve_options
-from directsam.labeling import layout
 from directsam.labeling.collect import collect_blocks
 from directsam.labeling.config import LabelConfig
 from directsam.labeling.lease import Lease
@@ -31,10 +32,6 @@ from directsam.labeling.stages import (
     prepare_rows,
 )
 from directsam.labeling.units import ListedWork, TarWork, make_work
-from directsam.labeling.writer import (
-    clean_temp_files,
-    shard_counts,
-)
 from directsam.schema import (
     CHECKPOINT,
     CHECKPOINT_SHA,
@@ -244,9 +241,7 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
     fs.set_store(store)
     thickness = cfg.thickness
     if src.type == "shards":
-        from directsam.data.sources.shards import generation_plan
-
-        thickness = int(generation_plan(src.input)["thickness"])  # carried forward unchanged
+        thickness = int(layout.generation_plan(src.input)["thickness"])  # carried forward unchanged
     dataset = plan.dataset
     sha = checkpoint_sha(cfg.model.checkpoint)
     generation = layout.generation_dir(output, dataset, sha)
@@ -269,7 +264,7 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
     }
     with Lease(generation, ttl_s=cfg.compute.lease_ttl_s) as lease:
         _check_plan(generation, plan_doc)
-        clean_temp_files(generation)
+        layout.clean_temp_files(generation)
         work.scan(generation)
         what = (
             f"{work.num_inputs} images in {len(work.keys)} blocks"

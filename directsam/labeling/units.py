@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from directsam.data.sources import fs
 from directsam.data.sources.plan import ListedPlan, TarPlan
-from directsam.data.sources.tarstream import BLOCK, TarUnit, block_key
-from directsam.labeling import layout
+from directsam.data.sources.shards.layout import (
+    chunk_key,
+    listed_key,
+    parse_chunk_key,
+    part_files,
+    part_key,
+)
+from directsam.data.sources.tarstream import BLOCK, TarUnit
 from directsam.labeling.writer import META_CHUNK, BlockPlan, block_status, part_metadata
 from directsam.schema import (
     DATASET,
@@ -51,7 +57,7 @@ class ListedWork:
         self.plan, self.rows = plan, rows_per_shard
         self.ids = plan.items["image_id"]
         n = len(self.ids)
-        self.keys = [f"{k:06d}" for k in range(-(-n // rows_per_shard))]
+        self.keys = [listed_key(k) for k in range(-(-n // rows_per_shard))]
         self.num_inputs: int | None = n
         self.plan_keys = {"kind": "listed", "ids_sha256": _ids_sha(self.ids), "num_items": n}
         self.pending: list[str] = []
@@ -125,12 +131,7 @@ class _UnitState:
 
 
 def unit_of(key: str) -> str:
-    return key.rpartition("-")[0]
-
-
-def _parse(key: str) -> tuple[str, int]:
-    unit, _, chunk = key.rpartition("-")
-    return unit, int(chunk)
+    return parse_chunk_key(key)[0]
 
 
 def _chunk_meta(uri: str) -> Info:
@@ -174,14 +175,14 @@ class TarWork:
     def scan(self, generation: str) -> None:
         """Find, per unit, what is on disk and where its read must start."""
         by_unit: dict[str, dict[int, str]] = {}
-        for uri in layout.part_files(generation):
-            unit, chunk = _parse(layout.part_key(uri))
+        for uri in part_files(generation):
+            unit, chunk = parse_chunk_key(part_key(uri))
             by_unit.setdefault(unit, {})[chunk] = uri
         for name, unit in self.units.items():
             parts = by_unit.get(name, {})
             state = self._resume(unit, parts)
             if state is None:
-                self.done.extend(block_key(name, c) for c in parts)
+                self.done.extend(chunk_key(name, c) for c in parts)
             else:
                 self.states[name] = state
                 self.pending.append(name)
@@ -195,9 +196,9 @@ class TarWork:
         gap = next((c for c in range(last + 1) if c not in parts), None)
         if gap is None and meta_last["final"] and not retry_last:
             return None
-        written = {block_key(unit.name, c) for c in parts}
+        written = {chunk_key(unit.name, c) for c in parts}
         if retry_last:  # rewritten once the failed read is retried
-            written.discard(block_key(unit.name, last))
+            written.discard(chunk_key(unit.name, last))
         if gap is None and retry_last:
             t, offset = meta_last["retry"]
             carried = _carried_rows(parts[last], meta_last.get("retry_ids", []))
@@ -226,7 +227,7 @@ class TarWork:
         return ray.data.read_datasource(source)
 
     def carried(self, key: str) -> dict[str, dict[str, Any]]:
-        unit, chunk = _parse(key)
+        unit, chunk = parse_chunk_key(key)
         state = self.states.get(unit)
         if state is None or chunk != state.unit.start_chunk:
             return {}
@@ -266,7 +267,7 @@ class TarWork:
                 "final": True,
                 "retry": None,
             }
-            out.append((block_key(name, unit.start_chunk), info))
+            out.append((chunk_key(name, unit.start_chunk), info))
         return out
 
     def note_written(self, key: str, info: Info | None) -> None:

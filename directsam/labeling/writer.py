@@ -1,11 +1,12 @@
 """Block plans and atomic Parquet shard writes: block ``key`` -> ``part-<key>.parquet``.
 
 A block is what one shard holds: for listed sources block ``k`` of the sorted ids
-(key ``000042``), for tar sources chunk ``c`` of a tar (key ``sa_000042-00003``, see
-``directsam.data.sources.tarstream``). Each block is written once, whole, to a hidden temp
-name and renamed into place, with its key, a hash of its ids and (tar chunks) the chunk's
-positions in the Parquet metadata. A re-run skips every finished block, so an interrupted run
-plus a re-run gives exactly the rows of an uninterrupted one. The one exception is a tar chunk
+(key ``000042``), for tar sources chunk ``c`` of a tar (key ``sa_000042-00003``); the names
+and the folder are the shard store's (``directsam.data.sources.shards.layout``). Each block is
+written once, whole and atomically (``directsam.atomic.write_atomic``), with its key, a hash of
+its ids and (tar chunks) the chunk's positions in the Parquet metadata. A re-run skips every
+finished block, so an interrupted run plus a re-run gives exactly the rows of an uninterrupted
+one. The one exception is a tar chunk
 whose read failed for good after every retry: it is written with the rows read so far plus a
 row naming the failure, and a re-run reads the rest and replaces it atomically.
 """
@@ -13,13 +14,11 @@ row naming the failure, and a re-run reads the rest and replaces it atomically.
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from directsam.data.sources import fs
-from directsam.labeling.layout import part_name
+from directsam.data.sources.shards.layout import listed_key, part_name, write_file
 from directsam.schema import (
     CHECKPOINT,
     CHECKPOINT_SHA,
@@ -72,7 +71,7 @@ def ids_sha256(image_ids: tuple[str, ...] | list[str]) -> str:
 def plan_blocks(image_ids: list[str], rows_per_shard: int) -> list[BlockPlan]:
     """Cut sorted ids into consecutive blocks of ``rows_per_shard`` (the last may be short)."""
     return [
-        BlockPlan(f"{k:06d}", tuple(image_ids[start : start + rows_per_shard]))
+        BlockPlan(listed_key(k), tuple(image_ids[start : start + rows_per_shard]))
         for k, start in enumerate(range(0, len(image_ids), rows_per_shard))
     ]
 
@@ -100,33 +99,6 @@ def shard_schema() -> Any:
             (ERROR, pa.string()),
         ]
     )
-
-
-def atomic_write_bytes(uri: str, data: bytes) -> None:
-    """Write ``data`` to a hidden temp file beside ``uri``, then rename it to ``uri``.
-
-    Local renames are atomic; on object stores the final key appears in one PUT/copy, so a
-    reader never sees a partial file.
-    """
-    filesystem, path, _ = fs.resolve(uri)
-    parent, _, name = path.rpartition("/")
-    filesystem.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:12]}"
-    with filesystem.open_output_stream(tmp) as out:
-        out.write(data)
-    filesystem.move(tmp, path)
-
-
-def clean_temp_files(directory: str) -> int:
-    """Remove temp files left by an interrupted run (one writer per generation at a time)."""
-    import pyarrow.fs as pafs
-
-    filesystem, path, _ = fs.resolve(directory)
-    infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    stale = [i.path for i in infos if i.type == pafs.FileType.File and ".tmp-" in i.base_name]
-    for p in stale:
-        filesystem.delete_file(p)
-    return len(stale)
 
 
 def block_status(generation: str, plan: BlockPlan) -> bool:
@@ -227,34 +199,5 @@ def write_block(generation: str, table: Any, block: str) -> str:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     uri = fs.join(generation, part_name(block))
-    atomic_write_bytes(uri, sink.getvalue().to_pybytes())
+    write_file(uri, sink.getvalue().to_pybytes())
     return uri
-
-
-def shard_counts(uris: list[str], max_reasons: int = 10) -> dict[str, Any]:
-    """Good/failed counts, per-code error counts and the first reasons of finished shards."""
-    import pyarrow.parquet as pq
-
-    total = failed = 0
-    codes: Counter[str] = Counter()
-    reasons: list[str] = []
-    for uri in uris:
-        filesystem, path, _ = fs.resolve(uri)
-        table = pq.read_table(path, columns=[IMAGE_ID, ERROR], filesystem=filesystem)
-        total += table.num_rows
-        for image_id, err in zip(
-            table[IMAGE_ID].to_pylist(), table[ERROR].to_pylist(), strict=True
-        ):
-            if err is None:
-                continue
-            failed += 1
-            codes[err.split(":", 1)[0]] += 1
-            if len(reasons) < max_reasons:
-                reasons.append(f"{image_id}: {err}")
-    return {
-        "num_rows": total,
-        "num_good": total - failed,
-        "num_failed": failed,
-        "error_counts": dict(sorted(codes.items())),
-        "first_errors": reasons,
-    }

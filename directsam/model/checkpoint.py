@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from directsam.atomic import atomic_dir
 
 META_FILE = "directsam.json"
 
@@ -38,8 +38,9 @@ def _lineage() -> dict[str, Any]:
 def save_checkpoint(model: Any, directory: str | os.PathLike[str], meta: Mapping[str, Any]) -> Path:
     """Write ``model`` and ``meta`` to ``directory`` atomically; returns the directory.
 
-    The files are written to a temporary sibling directory and renamed into place, so a reader
-    (or a crash) never sees a half-written checkpoint. An existing ``directory`` is replaced.
+    The files are written to a temporary sibling directory and renamed into place
+    (``directsam.atomic.atomic_dir``), so a reader (or a crash) never sees a half-written
+    checkpoint. An existing ``directory`` is replaced.
 
     Args:
         model: a ``PreTrainedModel`` (``SegformerForSemanticSegmentation``); a
@@ -53,28 +54,13 @@ def save_checkpoint(model: Any, directory: str | os.PathLike[str], meta: Mapping
     """
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper -> the HF model
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     record = dict(meta)
     record["lineage"] = {**_lineage(), **dict(record.get("lineage") or {})}
     text = json.dumps(record, indent=2, sort_keys=True, default=str)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         (tmp / META_FILE).write_text(text + "\n")
-        if directory.exists():
-            # Directories cannot be swapped atomically; move the old one aside first so the
-            # window without a valid checkpoint is two renames long, then delete it.
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            old.rmdir()
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from directsam.atomic import atomic_dir
 from directsam.model.checkpoint import META_FILE, read_meta
 
 SCRATCH_PREFIX = "scratch:"
@@ -159,17 +158,9 @@ def resolve_model_uri(spec: str, cache_dir: str | os.PathLike[str] | None = None
     immutable = len(parts) == 2 and parts[1].isdigit()
     if immutable and (target / ".complete").is_file():
         return find_checkpoint_dir(target)
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=base))
-    try:
+    with atomic_dir(target) as tmp:
         mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=str(tmp))
         (tmp / ".complete").write_text(spec + "\n")
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return find_checkpoint_dir(target)
 
 

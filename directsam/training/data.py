@@ -2,7 +2,7 @@
 
 Driver side, :func:`build_datasets` returns the train and held-out datasets: source rows
 (``directsam.data.sources.read_source``: SA-1B tars streamed whole, one GET per tar, in a
-seeded order per epoch) or merged labels (``read_merged_labels``) decoded by
+seeded order per epoch) or merged labels (``directsam.data.sources.shards``) decoded by
 ``directsam.data.targets.decode_rows`` in CPU tasks, bad rows dropped. Worker side,
 :func:`to_model_input` turns a uint8 batch on the GPU into normalised (optionally augmented)
 model input, so the host ships 4x fewer bytes than float pixels and spends no CPU on it.
@@ -20,7 +20,6 @@ construction). Details in docs/TRAINING.md.
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 IMAGE = "image"  # uint8 (R, R, 3)
 TARGET = "target"  # uint8 (R, R): 1 boundary, 0 not, 255 ignored
-VAL_FRACTION = 0.01  # as directsam.data.sources.listing: last 1% of sorted ids is val
 
 
 def training_rows(
@@ -67,43 +65,6 @@ def _split_filter(batch: dict[str, np.ndarray], val_keys: set, want_val: bool) -
     return {k: v[keep] for k, v in batch.items()}
 
 
-def shard_val_keys(
-    shards: str, checkpoint: str | None, good_only: bool = False
-) -> set[tuple[str, str]]:
-    """``(dataset, image_id)`` of the held-out rows of labeled shards.
-
-    Per generation (one per dataset), the last ``ceil(1%)`` of all rows in sorted-id order,
-    the split ``read_source("shards", ..., split="val")`` uses; only the id columns are read.
-    Failed rows count for the split (so it equals the evaluation split) but never train;
-    ``good_only`` keeps only the held-out keys whose row is good, for counting.
-    """
-    import pyarrow.parquet as pq
-
-    from directsam.data.sources import fs
-    from directsam.labeling import layout
-    from directsam.labeling.merged import select_generations
-
-    keys: set[tuple[str, str]] = set()
-    for gen in select_generations(shards, checkpoint):
-        rows: list[tuple[str, str]] = []
-        for uri in layout.part_files(gen):
-            filesystem, path, _ = fs.resolve(uri)
-            table = pq.read_table(path, columns=[IMAGE_ID, DATASET, ERROR], filesystem=filesystem)
-            rows.extend(
-                zip(
-                    table[DATASET].to_pylist(),
-                    table[IMAGE_ID].to_pylist(),
-                    table[ERROR].to_pylist(),
-                )
-            )
-        rows.sort(key=lambda r: r[1])
-        n_val = math.ceil(len(rows) * VAL_FRACTION)
-        keys.update(
-            (str(d), str(i)) for d, i, err in rows[len(rows) - n_val :] if not (good_only and err)
-        )
-    return keys
-
-
 def _source_rows(cfg: TrainConfig, split: str, num_samples: int | None) -> ray.data.Dataset:
     """Source rows of one split. Tar sources stream each tar once per epoch, in a seeded order
     that changes every epoch (a file-level shuffle; the worker's local shuffle buffer,
@@ -126,7 +87,8 @@ def _source_rows(cfg: TrainConfig, split: str, num_samples: int | None) -> ray.d
 
 
 def _merged_rows(cfg: TrainConfig, split: str, num_samples: int | None) -> ray.data.Dataset:
-    from directsam.labeling.merged import read_merged_labels
+    from directsam.data.sources.shards.counts import shard_val_keys
+    from directsam.data.sources.shards.merged import read_merged_labels
 
     d = cfg.data
     ds = read_merged_labels(d.input, d.resolution, d.labels_checkpoint, with_images=True)
@@ -165,7 +127,7 @@ def count_train_images(cfg: TrainConfig) -> int:
     """Number of training images listed (before rows that fail to decode are dropped)."""
     d = cfg.data
     if d.source == "shards":
-        from directsam.labeling.merged import merged_label_counts
+        from directsam.data.sources.shards.counts import merged_label_counts, shard_val_keys
 
         good = merged_label_counts(d.input, d.labels_checkpoint)["num_good"]
         n = good - len(shard_val_keys(d.input, d.labels_checkpoint, good_only=True))

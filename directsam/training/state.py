@@ -82,6 +82,7 @@ def save_training_checkpoint(
     """
     import torch
 
+    from directsam.atomic import write_atomic
     from directsam.model.checkpoint import save_checkpoint
 
     record = {**dict(meta), "step": int(step), "epoch": int(epoch)}
@@ -94,9 +95,7 @@ def save_training_checkpoint(
         "scaler": scaler.state_dict(),
         "rng": rng_state(generator),
     }
-    tmp = path / (STATE_FILE + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path / STATE_FILE)
+    write_atomic(path / STATE_FILE, lambda fh: torch.save(state, fh))
     return path
 
 

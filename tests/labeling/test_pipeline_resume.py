@@ -14,10 +14,11 @@ from directsam.data.boundary import masks_to_boundary
 from directsam.data.rle import mask_to_rle
 from directsam.data.sa1b import parse_sa1b_annotation
 from directsam.data.sample import make_sample
+from directsam.data.sources.shards import layout
+from directsam.data.sources.shards.counts import merged_label_counts
+from directsam.data.sources.shards.merged import read_merged_labels
 from directsam.data.targets import decode_rows
-from directsam.labeling import layout
 from directsam.labeling.cli import main
-from directsam.labeling.merged import merged_label_counts, read_merged_labels
 from directsam.labeling.pipeline import run_labeling
 from tests.labeling.corrupt import corrupt_sa1b
 from tests.labeling.helpers import R, assert_good_rows_valid, label_config, mask, read_generation

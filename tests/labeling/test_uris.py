@@ -17,15 +17,15 @@ import pytest
 from directsam.data.sample import make_sample
 from directsam.data.sources import fs, list_source, read_items
 from directsam.data.sources.listing import items_of
-from directsam.data.sources.shards import list_shards
+from directsam.data.sources.shards import layout
+from directsam.data.sources.shards.counts import shard_counts
+from directsam.data.sources.shards.source import list_shards
 from directsam.data.targets import decode_rows
-from directsam.labeling import layout
 from directsam.labeling.writer import (
     block_status,
     block_table,
     plan_blocks,
     rle_cell,
-    shard_counts,
     write_block,
 )
 

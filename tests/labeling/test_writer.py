@@ -10,17 +10,17 @@ import pytest
 
 from directsam.config import ConfigError, load_config
 from directsam.data.rle import mask_to_rle, rle_to_mask
-from directsam.labeling import layout
+from directsam.data.sources.shards import layout
+from directsam.data.sources.shards.counts import shard_counts
+from directsam.data.sources.shards.layout import clean_temp_files, select_generations
+from directsam.data.sources.shards.merged import merge_boundaries, merge_rows
 from directsam.labeling.config import LabelConfig
-from directsam.labeling.merged import merge_boundaries, merge_rows, select_generations
 from directsam.labeling.registry import load_registry, validate_entry
 from directsam.labeling.writer import (
     PlanMismatchError,
     block_status,
     block_table,
-    clean_temp_files,
     plan_blocks,
-    shard_counts,
     write_block,
 )
 
@@ -51,6 +51,16 @@ def test_plan_blocks_cut_sorted_ids():
     assert [b.image_ids for b in blocks] == [("i0", "i1", "i2"), ("i3", "i4", "i5"), ("i6",)]
     assert [b.key for b in blocks] == ["000000", "000001", "000002"]
     assert blocks[0].ids_sha != plan_blocks(["i0", "i1", "i3"], 3)[0].ids_sha
+
+
+def test_shard_names_of_listed_blocks_and_tar_chunks():
+    assert layout.part_name(42) == layout.part_name("000042") == "part-000042.parquet"
+    key = layout.chunk_key("sa_000042", 3)
+    assert layout.part_name(key) == "part-sa_000042-00003.parquet"
+    uri = f"s3://b/out/ds/{layout.generation_name('scratch:b0:0')}/{layout.part_name(key)}"
+    assert uri == "s3://b/out/ds/gen-scratch-b0-0/part-sa_000042-00003.parquet"
+    assert layout.parse_chunk_key(layout.part_key(uri)) == ("sa_000042", 3)
+    assert layout.part_key(layout.part_name(7)) == "000007"
 
 
 def test_block_round_trip_status_and_counts(tmp_path):

@@ -109,7 +109,7 @@ def labeled(ray_local, sample_root, tmp_path_factory):
 
 
 def test_inspect_shards_reports_the_generation(labeled, monkeypatch):
-    from directsam.labeling import merged_label_counts
+    from directsam.data.sources.shards.counts import merged_label_counts
 
     root, _ = labeled
     monkeypatch.setenv("DIRECTSAM_SHARDS", str(root / "labels"))

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from directsam.data.sample import make_sample
-from directsam.labeling.layout import part_files
+from directsam.data.sources.shards.layout import part_files
 from tests.reliability.helpers import (
     CHECKPOINT,
     assert_rows_equal_reference,

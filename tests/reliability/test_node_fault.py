@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from directsam.data.sample import make_sample
+from directsam.data.sources.shards.layout import part_files
 from directsam.labeling import pipeline
-from directsam.labeling.layout import part_files
 from tests.reliability.helpers import (
     assert_rows_equal_reference,
     label_config,

@@ -110,7 +110,7 @@ def _summary(stdout: str) -> dict:
 
 
 def test_labeled_shards_have_one_failed_row(labeled):
-    from directsam.labeling.merged import merged_label_counts
+    from directsam.data.sources.shards.counts import merged_label_counts
 
     _, shards = labeled
     rows = _shard_rows(shards)
@@ -131,7 +131,7 @@ def test_training_input_equals_merged_labels_without_failed_rows(labeled):
     each target exactly the merged label of ``read_merged_labels`` at 48 px, which is
     pseudo OR human of the shard row downscaled by hand; the failed row is excluded and
     counted."""
-    from directsam.labeling.merged import MERGED, read_merged_labels
+    from directsam.data.sources.shards.merged import MERGED, read_merged_labels
     from directsam.training.data import IMAGE, TARGET, build_datasets, count_train_images
     from directsam.training.trainer import resolve_config
 
@@ -216,8 +216,8 @@ def test_failed_held_out_row_does_not_shrink_the_training_count(labeled, tmp_pat
 
     import pyarrow as pa
 
-    from directsam.labeling.merged import merged_label_counts
-    from directsam.training.data import count_train_images, shard_val_keys
+    from directsam.data.sources.shards.counts import merged_label_counts, shard_val_keys
+    from directsam.training.data import count_train_images
     from directsam.training.trainer import resolve_config
 
     _, out = labeled

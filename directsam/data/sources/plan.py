@@ -174,7 +174,7 @@ def plan_source(
             list_sa1b_folder(folder, name, out)
         table = out.table()
     elif source == "shards":
-        from directsam.data.sources.shards import list_shards
+        from directsam.data.sources.shards.source import list_shards
 
         table = list_shards(input, dataset)
         name = table["dataset"][0].as_py() if table.num_rows else name

@@ -31,6 +31,7 @@ from directsam.data.sources.objects import (
     ReadRetriesExhausted,
     open_object,
 )
+from directsam.data.sources.shards.layout import chunk_key
 from directsam.data.sources.store import StoreOptions
 from directsam.data.sources.tarformat import Member, TarDamage, iter_members, wds_key
 from directsam.schema import (
@@ -96,10 +97,6 @@ class TarUnit:
         return left - self.start_offset
 
 
-def block_key(unit: str, chunk: int) -> str:
-    return f"{unit}-{chunk:05d}"
-
-
 @dataclass
 class _Chunker:
     """Numbers rows into chunks and puts ``block_info`` on each chunk's last row.
@@ -125,7 +122,7 @@ class _Chunker:
             self.chunk, self.count, self.start = self.chunk + 1, 0, list(self.end)
         self.count += 1
         self.rows += 1
-        row[BLOCK], row[BLOCK_INFO] = block_key(self.unit.name, self.chunk), None
+        row[BLOCK], row[BLOCK_INFO] = chunk_key(self.unit.name, self.chunk), None
         self.held, self.end = row, list(end)
 
     def move_end(self, end: tuple[int, int]) -> None:

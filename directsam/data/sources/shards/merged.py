@@ -1,7 +1,8 @@
 """Merged labels for stage 3: pseudo boundary OR human boundary, at the training resolution.
 
-Readers pick one generation per dataset by checkpoint (spec or ``checkpoint_sha``), so a newer
-generation never changes what an older training run read. Failed rows are left out and counted.
+Readers pick one generation per dataset by checkpoint (spec or ``checkpoint_sha``,
+``layout.select_generations``), so a newer generation never changes what an older training run
+read. Failed rows are left out and counted (``counts.merged_label_counts``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from directsam.data.sources import fs
-from directsam.labeling import layout
+from directsam.data.sources.shards.counts import merged_label_counts
+from directsam.data.sources.shards.layout import part_files, select_generations
 from directsam.schema import (
     ANNOTATION,
     ANNOTATION_KIND,
@@ -30,51 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 MERGED = "merged"  # RLE struct {size: [R, R], counts} of pseudo OR human at the read resolution
-
-
-def select_generations(
-    shards: str, checkpoint: str | None = None, allow_incomplete: bool = False
-) -> list[str]:
-    """One generation folder per dataset under ``shards``.
-
-    Args:
-        shards: an output root, a dataset folder or one generation folder.
-        checkpoint: spec or ``checkpoint_sha`` of the generation to read; None when every
-            dataset has exactly one generation.
-        allow_incomplete: accept generations without ``_SUCCESS.json`` (interrupted runs).
-
-    Raises:
-        ValueError: no generation, an ambiguous choice, a dataset without the requested
-            checkpoint, or an incomplete generation.
-    """
-    by_dataset: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for gen in layout.find_generations(shards):
-        plan = layout.read_json(fs.join(gen, layout.PLAN_FILE)) or {}
-        by_dataset.setdefault(plan.get("dataset", gen), []).append((gen, plan))
-    if not by_dataset:
-        raise ValueError(f"{shards!r}: no labeled shard generation (no _plan.json) found")
-    chosen = []
-    for dataset, gens in sorted(by_dataset.items()):
-        if checkpoint is not None:
-            gens = [
-                g
-                for g in gens
-                if checkpoint in (g[1].get("checkpoint"), g[1].get("checkpoint_sha"))
-            ]
-        if len(gens) != 1:
-            names = ", ".join(g[0] for g in by_dataset[dataset])
-            why = "none matches" if not gens else "several match"
-            raise ValueError(
-                f"dataset {dataset!r}: {why} checkpoint={checkpoint!r} among generations {names}; "
-                "pass the checkpoint spec or sha of one"
-            )
-        gen = gens[0][0]
-        if not allow_incomplete and not fs.is_file(fs.join(gen, layout.SUCCESS_FILE)):
-            raise ValueError(
-                f"{gen} is incomplete (no {layout.SUCCESS_FILE}); re-run its label job"
-            )
-        chosen.append(gen)
-    return chosen
 
 
 def merge_boundaries(
@@ -116,7 +72,7 @@ def merge_rows(batch: dict[str, np.ndarray], resolution: int) -> dict[str, np.nd
 
 
 def _attach_images(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from directsam.data.sources import read_uri
+    from directsam.data.sources.fs import read_uri
     from directsam.schema import IMAGE_BYTES, InputError
 
     n = len(batch[IMAGE_ID])
@@ -128,21 +84,6 @@ def _attach_images(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         except InputError as err:
             errors[i] = str(err)
     return {**batch, IMAGE_BYTES: images, ERROR: errors}
-
-
-def merged_label_counts(
-    shards: str, checkpoint: str | None = None, allow_incomplete: bool = False
-) -> dict[str, int]:
-    """Rows, usable rows and excluded (failed) rows of the generations a reader would pick."""
-    from directsam.labeling.writer import shard_counts
-
-    files = [
-        f
-        for g in select_generations(shards, checkpoint, allow_incomplete)
-        for f in layout.part_files(g)
-    ]
-    counts = shard_counts(files, max_reasons=0)
-    return {k: counts[k] for k in ("num_rows", "num_good", "num_failed")}
 
 
 def read_merged_labels(
@@ -170,7 +111,7 @@ def read_merged_labels(
     import ray.data
 
     gens = select_generations(shards, checkpoint, allow_incomplete)
-    files = [f for g in gens for f in layout.part_files(g)]
+    files = [f for g in gens for f in part_files(g)]
     counts = merged_label_counts(shards, checkpoint, allow_incomplete)
     logger.info(
         "merged labels from %s: %d rows, %d failed rows excluded",

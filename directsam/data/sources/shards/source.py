@@ -12,33 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from directsam.data.sources import fs
 from directsam.data.sources.listing import ItemColumns
+from directsam.data.sources.shards.layout import part_files, resolve_generation
 from directsam.schema import DATASET, ERROR, HUMAN_BOUNDARY, IMAGE_ID, SOURCE_URI
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-
-def resolve_generation(input: str) -> str:
-    """The one generation folder under ``input`` (else a ValueError naming the candidates)."""
-    from directsam.labeling.layout import find_generations
-
-    gens = find_generations(input)
-    if len(gens) != 1:
-        what = ", ".join(gens) if gens else "none"
-        raise ValueError(
-            f"--input {input!r}: expected exactly one shard generation (a folder with _plan.json), "
-            f"found {what}; point --input at one gen-* folder"
-        )
-    return gens[0]
-
-
-def generation_plan(input: str) -> dict[str, Any]:
-    """The ``_plan.json`` of the generation at ``input`` (resolution, thickness, checkpoint...)."""
-    from directsam.labeling.layout import PLAN_FILE, read_json
-
-    plan = read_json(fs.join(resolve_generation(input), PLAN_FILE))
-    assert plan is not None
-    return plan
 
 
 def _rle_json(cell: Any) -> bytes | None:
@@ -51,8 +29,6 @@ def list_shards(input: str, dataset: str | None) -> pa.Table:
     """A listing table (``listing.item_schema``) with one row per row of the generation at
     ``input`` (its finished part files), read column-wise."""
     import pyarrow.parquet as pq
-
-    from directsam.labeling.layout import part_files
 
     out = ItemColumns()
     for uri in part_files(resolve_generation(input)):

@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--image", help="one image file: no Ray, written to --output at once")
     where.add_argument("--input", help="source location (with --source); a Ray Data job")
-    add_source_args(p, ("type",), notes={"type": "of --input, default images"})
+    add_source_args(p, ("type",), notes={"type": "of --input, default images"}, config=False)
     p.add_argument("--output", required=True, help="folder for <image_id>.json files")
     _model_args(p)
     p.add_argument(
@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write each image beside its JSON (the folder becomes an SA-1B folder)",
     )
-    add_source_args(p, SEGMENT_FIELDS[2:])
+    add_source_args(p, SEGMENT_FIELDS[2:], config=False)
     p.add_argument("--batch-size", type=int, default=4, help="images per model call (default 4)")
     p.add_argument("--actors", type=int, default=1, help="model actors (one per GPU; default 1)")
     p.add_argument("--address", default=None, help="Ray address (default RAY_ADDRESS or local)")

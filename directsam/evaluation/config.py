@@ -21,11 +21,8 @@ REGISTRY = "configs/eval_datasets.yaml"
 
 # Source keys as they were before the one `source` section (issue 17); an old key is refused
 # naming its new one (directsam.config).
-RENAMED_KEYS: dict[str, str] = {
-    "source": "source.type",
-    **{key: f"source.{key}" for key in ("input", "dataset", "split", "mode", "annotations")},
-    **{key: f"source.{key}" for key in ("labels", "num_samples", "seed")},
-}
+_MOVED = ("input", "dataset", "split", "mode", "annotations", "labels", "num_samples", "seed")
+RENAMED_KEYS: dict[str, str] = {"source": "source.type", **{k: f"source.{k}" for k in _MOVED}}
 
 
 def _eval_source() -> SourceSpec:

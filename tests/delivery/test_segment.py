@@ -93,15 +93,13 @@ def test_segment_ray_job_round_trips_through_sa1b_source(
     t = _threshold(tiny_checkpoint, first)
     out = tmp_path / "seg"
     summary = run_segment(
-        "sa1b",
-        str(sample_root / "tars"),
+        SourceSpec("sa1b", str(sample_root / "tars"), num_samples=n),
         out,
         str(tiny_checkpoint),
         threshold=t,
         device="cpu",
         batch_size=3,
         copy_images=True,
-        num_samples=n,
         log=lambda *_: None,
     )
     assert summary["num_images"] == summary["num_ok"] == n and summary["num_failed"] == 0

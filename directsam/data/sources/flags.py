@@ -23,8 +23,7 @@ HELP: dict[str, str] = {
     "type": f"source type: {' | '.join(SOURCE_TYPES)}",
     "input": "input path or URI; sa1b: a .tar, a folder of tars, an extracted folder or a root"
     " of them",
-    "dataset": "dataset name (default: the input's base name); a registry name fills the source"
-    " keys not given",
+    "dataset": "dataset name (default: the input's base name)",
     "annotations": "COCO JSON (coco; default: the one *.json in the input)",
     "labels": "label-map folder (labelmap; default INPUT/labels beside INPUT/images)",
     "mode": f"label-map mode: {' | '.join(LABEL_MAP_MODES)}",
@@ -58,6 +57,7 @@ def add_source_args(
     input_flag: str = "--input",
     typed: bool = True,
     notes: Mapping[str, str] | None = None,
+    config: bool = True,
 ) -> None:
     """Add the flags of the ``offered`` :class:`SourceSpec` fields to ``parser``.
 
@@ -68,8 +68,12 @@ def add_source_args(
         typed: argparse checks ``--source`` choices and integers; False leaves every value a
             string for the config loader to convert (its messages name the flag).
         notes: text appended to a field's help (``{"type": "default images"}``).
+        config: the flags set ``source.*`` config keys (named in the help) and ``--dataset``
+            consults the registry; False for a command without a config (``segment``).
     """
-    notes = notes or {}
+    notes = dict(notes or {})
+    if config:
+        notes.setdefault("dataset", "a registry name fills the source keys not given")
     for field in offered:
         flag = flag_of(field, input_flag)
         extra: dict[str, Any] = {}
@@ -78,12 +82,9 @@ def add_source_args(
         if typed and field in ("num_samples", "seed"):
             extra["type"] = int
         note = f"; {notes[field]}" if field in notes else ""
+        key = f" [source.{field}]" if config else ""
         parser.add_argument(
-            flag,
-            dest=_dest(flag),
-            default=None,
-            help=f"{HELP[field]}{note} [source.{field}]",
-            **extra,
+            flag, dest=_dest(flag), default=None, help=f"{HELP[field]}{note}{key}", **extra
         )
 
 

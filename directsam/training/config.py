@@ -276,6 +276,14 @@ class TrackingSettings:
         return []
 
 
+def _pretrain_source() -> SourceSpec:
+    return SourceSpec(type="sa1b")
+
+
+def _self_train_source() -> SourceSpec:
+    return SourceSpec(type="shards")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training job needs; ``init`` is the starting checkpoint spec."""
@@ -288,7 +296,7 @@ class TrainConfig:
     """Initial weights: hub id, local checkpoint directory or ``scratch:b0``..``b5`` (``--init``)."""
     allow_pickle: bool = False
     """Allow ``pytorch_model.bin`` weights for ``init``."""
-    source: SourceSpec = field(default_factory=lambda: SourceSpec(type="sa1b"))
+    source: SourceSpec = field(default_factory=_pretrain_source)
     """Training data (as for ``directsam label``; ``shards`` reads merged labels). ``split``:
     training always trains on the train split and validates on the held-out val split, so
     ``all`` and ``train`` mean the same and ``val`` is refused. ``num_samples``: of the
@@ -356,7 +364,7 @@ class PretrainConfig(TrainConfig):
     """Stage 1 defaults: SA-1B at 1800 px, thickness 3, lr 1e-4, batch 4, warmup 5000."""
 
     stage: Stage = "pretrain"
-    source: SourceSpec = field(default_factory=lambda: SourceSpec(type="sa1b"))
+    source: SourceSpec = field(default_factory=_pretrain_source)
     data: TrainDataConfig = field(default_factory=_pretrain_data)
 
 
@@ -366,7 +374,7 @@ class SelfTrainConfig(TrainConfig):
 
     stage: Stage = "self_train"
     init: str = "chendelong/DirectSAM-1800px-0424"
-    source: SourceSpec = field(default_factory=lambda: SourceSpec(type="shards"))
+    source: SourceSpec = field(default_factory=_self_train_source)
     data: TrainDataConfig = field(default_factory=_self_train_data)
     optim: OptimConfig = field(default_factory=_self_train_optim)
 

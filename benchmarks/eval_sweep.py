@@ -87,9 +87,10 @@ def main() -> None:
 
     def cfg(cls, cache: str, thresholds: list[float], num_samples: int = args.images):
         values = {
-            "checkpoint": args.checkpoint, "source": "sa1b", "input": str(sample),
-            "dataset": "bench", "split": "all", "resolution": args.resolution,
-            "num_samples": num_samples, "thresholds": thresholds, "batch_size": args.batch_size,
+            "checkpoint": args.checkpoint, "source.type": "sa1b", "source.input": str(sample),
+            "source.dataset": "bench", "source.split": "all", "resolution": args.resolution,
+            "source.num_samples": num_samples, "thresholds": thresholds,
+            "batch_size": args.batch_size,
             "device": "cpu", "dtype": "fp32", "cache_dir": str(work / cache),
             "output": str(work / "out"), "tracking_uri": uri, "experiment": "bench-eval",
             "num_panels": 0,

@@ -69,7 +69,7 @@ def _before_tars(root: str, tars: int, images: int) -> dict:
 
 
 def _after_tars(root: str, tars: int, images: int) -> dict:
-    from directsam.data.sources import objects, plan
+    from directsam.data.sources import SourceSpec, objects, plan_source, sa1b
     from directsam.data.sources.datasource import TarDatasource
     from directsam.labeling.units import make_work
 
@@ -77,9 +77,9 @@ def _after_tars(root: str, tars: int, images: int) -> dict:
         objects.ObjectInfo(f"{root}/sa_{k:06d}.tar", images * 901_024 + 10_240, f'"etag{k}"')
         for k in range(tars)
     ]
-    plan.list_objects = lambda prefix, suffix, store: list(infos)
+    sa1b.list_objects = lambda prefix, suffix, store: list(infos)
     t0 = time.perf_counter()
-    p = plan.plan_source("sa1b", root)
+    p = plan_source(SourceSpec("sa1b", root))
     t1 = time.perf_counter()
     work = make_work(p, 1000)
     json.dumps(work.plan_keys)
@@ -112,11 +112,11 @@ def _folders(root: str, tars: int, images: int, after: bool) -> dict:
     fs.list_files, folders = _lister(tars * images, tars)
     t0 = time.perf_counter()
     if after:
-        from directsam.data.sources import plan as plan_mod
+        from directsam.data.sources import SourceSpec, plan_source, sa1b
         from directsam.labeling.units import make_work
 
-        plan_mod.sa1b_layout = lambda input, store: ("folders", folders)
-        p = plan_mod.plan_source("sa1b", root)
+        sa1b.sa1b_layout = lambda input, store: ("folders", folders)
+        p = plan_source(SourceSpec("sa1b", root))
         t1 = time.perf_counter()
         work = make_work(p, 1000)
         work.pending = list(work.keys)

@@ -72,10 +72,10 @@ def _stream(args: argparse.Namespace, code: str) -> dict:
     rows = nbytes = 0
     start = time.perf_counter()
     if code == "after":
-        from directsam.data.sources import plan_source
+        from directsam.data.sources import SourceSpec, plan_source
         from directsam.data.sources.tarstream import read_unit
 
-        plan = plan_source("sa1b", args.uri)
+        plan = plan_source(SourceSpec("sa1b", args.uri))
         for unit in plan.units():
             for batch in read_unit(unit, "bench", plan.store, 1 << 30, batch_rows=64):
                 rows += len(batch)
@@ -123,13 +123,15 @@ def _child(args: argparse.Namespace) -> dict:
         rows, failed = summary["num_rows"], summary["num_failed"]
     else:
         if code == "before":
-            from directsam.data.sources import items_dataset, list_source, read_items
+            from directsam.data.sources import SourceSpec, items_dataset, list_source, read_items
 
-            ds = items_dataset(list_source("sa1b", args.uri)).map_batches(read_items, batch_size=16)
+            ds = items_dataset(list_source(SourceSpec("sa1b", args.uri))).map_batches(
+                read_items, batch_size=16
+            )
         elif code == "after":
-            from directsam.data.sources import read_source
+            from directsam.data.sources import SourceSpec, read_source
 
-            ds = read_source("sa1b", args.uri)
+            ds = read_source(SourceSpec("sa1b", args.uri))
         else:
             import pyarrow.fs as pafs
 

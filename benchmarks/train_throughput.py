@@ -113,7 +113,7 @@ def ray_loop(args: argparse.Namespace, work: Path) -> dict[str, float]:
         PretrainConfig,
         overrides=[
             f"init={args.init}",
-            f"data.input={data}",
+            f"source.input={data}",
             f"data.resolution={args.resolution}",
             "data.thickness=3",
             "data.shuffle_buffer=0",

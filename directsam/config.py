@@ -16,11 +16,15 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+Prepare = Callable[[dict[str, Any], Mapping[str, str]], None]
+"""A hook on the config tree as given (YAML + flags + ``--set``), before the dataclasses are
+built: ``prepare(raw, flag_names)`` may fill keys in place (the dataset registry does)."""
 
 
 class ConfigError(ValueError):
@@ -44,7 +48,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(
-    cls: type[T], args: argparse.Namespace, shorthands: Mapping[str, str] | None = None
+    cls: type[T],
+    args: argparse.Namespace,
+    shorthands: Mapping[str, str] | None = None,
+    prepare: Prepare | None = None,
 ) -> T:
     """Build ``cls`` from ``args.config``, the shorthand flags and ``args.overrides``.
 
@@ -52,6 +59,7 @@ def config_from_args(
         cls: the job's top-level config dataclass.
         args: parsed namespace; shorthand flags must default to ``None`` (meaning "not given").
         shorthands: ``{"argparse_dest": "dotted.config.key"}``, e.g. ``{"max_steps": "train.max_steps"}``.
+        prepare: see :func:`load_config`.
     """
     shorthands = dict(shorthands or {})
     values: dict[str, Any] = {}
@@ -67,6 +75,7 @@ def config_from_args(
         overrides=list(getattr(args, "overrides", []) or []),
         values=values,
         flag_names=flag_names,
+        prepare=prepare,
     )
 
 
@@ -79,17 +88,24 @@ def load_config(
     overrides: Sequence[str] = (),
     values: Mapping[str, Any] | None = None,
     flag_names: Mapping[str, str] | None = None,
+    prepare: Prepare | None = None,
 ) -> T:
     """Load a config dataclass from YAML, typed values and ``key=value`` override strings.
 
+    A key that ``cls.RENAMED_KEYS`` (``{old dotted key: new dotted key}``) lists is refused with
+    a message naming its new key, so an old YAML fails fast instead of being half read.
+    ``prepare(raw, flag_names)`` runs on the merged tree before it is built.
+
     Raises:
-        ConfigError: unknown keys, values of the wrong type, or failed validation; all problems
-            are listed in one message, each naming its flag.
+        ConfigError: unknown or renamed keys, values of the wrong type, or failed validation;
+            all problems are listed in one message, each naming its flag.
     """
     import yaml
 
     flag_names = dict(flag_names or {})
+    renamed = getattr(cls, "RENAMED_KEYS", {})
     raw: dict[str, Any] = {}
+    problems: list[str] = []
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -101,6 +117,8 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"--config: {p} must hold a mapping at the top level")
         raw = loaded
+    # Before flags merge into it: `--input` would silently replace an old `source: coco`.
+    problems += _renamed(raw, renamed, flag_names)
     for key, value in (values or {}).items():
         _set_dotted(raw, key, value)
     for item in overrides:
@@ -115,7 +133,9 @@ def load_config(
             value = text
         _set_dotted(raw, key, value)
 
-    problems: list[str] = []
+    problems += _renamed(raw, renamed, flag_names)
+    if prepare is not None and not problems:
+        prepare(raw, flag_names)
     cfg = _build(cls, raw, "", problems, flag_names)
     # Validate what could be built too, so one run reports every problem.
     problems.extend(_validate(cfg, "", flag_names))
@@ -157,11 +177,17 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_hash(cfg: Any, keys: Iterable[str] | None = None, length: int = 10) -> str:
+def config_hash(
+    cfg: Any,
+    keys: Iterable[str] | None = None,
+    length: int = 10,
+    names: Mapping[str, str] | None = None,
+) -> str:
     """Stable short hash of a config, or of the given dotted keys only.
 
     Used for default run names and submission ids: the same shape-defining settings give the
-    same hash whatever the order of keys in the YAML.
+    same hash whatever the order of keys in the YAML. ``names`` hashes keys under other names
+    (``{key: name}``), so that renaming a key does not change the hashes of existing runs.
     """
     flat = flatten(cfg)
     if keys is not None:
@@ -169,6 +195,8 @@ def config_hash(cfg: Any, keys: Iterable[str] | None = None, length: int = 10) -
         flat = {
             k: v for k, v in flat.items() if any(k == w or k.startswith(w + ".") for w in wanted)
         }
+    if names:
+        flat = {names.get(k, k): v for k, v in flat.items()}
     text = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
@@ -199,9 +227,40 @@ def _flag(key: str, flag_names: Mapping[str, str]) -> str:
     return flag_names.get(key, f"--set {key}")
 
 
+def _renamed(
+    raw: dict[str, Any], renamed: Mapping[str, str], flag_names: Mapping[str, str]
+) -> list[str]:
+    """Take the keys of ``raw`` that were renamed out of it; one problem naming the new key each.
+
+    An old key that is also the first part of its new one (``source`` -> ``source.type``) is
+    old only when it holds a plain value, not a section.
+    """
+    problems = []
+    for old, new in renamed.items():
+        *parents, leaf = old.split(".")
+        node: Any = raw
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], Mapping):
+            continue
+        value = node.pop(leaf)
+        problems.append(
+            f"{_flag(old, flag_names)}: the key {old!r} is now {new!r} (one `source` section "
+            f"for every job, docs/CONFIG.md); write {new}: {json.dumps(value, default=str)}"
+        )
+    return problems
+
+
 def _build(
-    cls: type, raw: Any, prefix: str, problems: list[str], flag_names: Mapping[str, str]
+    cls: type,
+    raw: Any,
+    prefix: str,
+    problems: list[str],
+    flag_names: Mapping[str, str],
+    base: Any = None,
 ) -> Any:
+    """``cls`` from ``raw``; keys not in ``raw`` keep ``base``'s values (the parent's default for
+    this section, e.g. self-train's 1024 px ``data``), else the class defaults."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -228,17 +287,28 @@ def _build(
         tp = hints[f.name]
         value = raw[f.name]
         if dataclasses.is_dataclass(tp):
-            kwargs[f.name] = _build(tp, value, full + ".", problems, flag_names)
+            default = _default_of(f, base)
+            kwargs[f.name] = _build(tp, value, full + ".", problems, flag_names, default)
             continue
         try:
             kwargs[f.name] = _coerce(value, tp)
         except (TypeError, ValueError) as err:
             problems.append(f"{_flag(full, flag_names)}: {err}")
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except (TypeError, ValueError) as err:
         problems.append(f"{prefix.rstrip('.') or cls.__name__}: {err}")
         return None
+
+
+def _default_of(f: dataclasses.Field, base: Any) -> Any:
+    """The default of section ``f``: ``base``'s own when building inside a base, else the
+    field's default (a job class's ``default_factory`` gives its per-job section defaults)."""
+    if base is not None:
+        return getattr(base, f.name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def _coerce(value: Any, tp: Any) -> Any:
@@ -249,6 +319,13 @@ def _coerce(value: Any, tp: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        choices = [a for a in args if a is not type(None)]
+        if (
+            value == ""
+            and len(choices) < len(args)
+            and all(typing.get_origin(a) is typing.Literal for a in choices)
+        ):
+            return None  # an empty optional choice is unset (`source.type: ""` in a preset)
         errors = []
         for arg in args:
             if arg is type(None):

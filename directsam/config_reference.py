@@ -74,13 +74,31 @@ def _field_docs(cls: type) -> dict[str, tuple[str, str]]:
     return out
 
 
+def expand_aliases(annotation: str, module: str) -> str:
+    """``SourceType | None`` -> ``Literal["sa1b", ...] | None``: names of ``Literal`` aliases in
+    ``module`` spelled out, so the reference lists the choices."""
+    import json
+    import re
+    import typing
+
+    namespace = vars(sys.modules[module]) if module in sys.modules else {}
+
+    def spell(match: re.Match[str]) -> str:
+        value = namespace.get(match.group(0))
+        if typing.get_origin(value) is not typing.Literal:
+            return match.group(0)
+        return f"Literal[{', '.join(json.dumps(a) for a in typing.get_args(value))}]"
+
+    return re.sub(r"\b[A-Za-z_]\w*\b", spell, annotation)
+
+
 def field_doc(cls: type, name: str) -> tuple[str, str]:
     """Annotation source and docstring of field ``name``, from the nearest class that has one."""
     annotation = ""
     for klass in cls.__mro__:
         if dataclasses.is_dataclass(klass) and name in _field_docs(klass):
             ann, doc = _field_docs(klass)[name]
-            annotation = annotation or ann
+            annotation = annotation or expand_aliases(ann, klass.__module__)
             if doc:
                 return annotation, doc
     return annotation, ""

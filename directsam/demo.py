@@ -133,9 +133,10 @@ def _command(
 
 
 def _sample_ids(root: Path, dataset: str) -> list[str]:
-    from directsam.data.sources import list_source
+    from directsam.data.sources import SourceSpec, list_source
 
-    return [item.image_id for item in list_source("sa1b", str(root), dataset=dataset)]
+    spec = SourceSpec("sa1b", str(root), dataset=dataset)
+    return [item.image_id for item in list_source(spec)]
 
 
 def make_demo_sample(

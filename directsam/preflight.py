@@ -12,8 +12,12 @@ from __future__ import annotations
 import os
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from directsam.config import ConfigError
+
+if TYPE_CHECKING:
+    from directsam.data.sources.spec import SourceSpec
 
 # Source types whose --input may be a single file (others take a folder).
 _FILE_INPUTS = {"sa1b": ".tar"}
@@ -79,10 +83,7 @@ def check_exists(value: str | None, flag: str, kind: str = "any") -> None:
 
 
 def check_source(
-    input: str,
-    source: str,
-    annotations: str | None = None,
-    labels: str | None = None,
+    spec: SourceSpec,
     *,
     input_flag: str = "--input",
     annotations_flag: str = "--annotations",
@@ -90,9 +91,9 @@ def check_source(
 ) -> None:
     """A job's source flags: the input (:func:`check_input`), and the annotation file or folder
     and the label-map folder when given."""
-    check_input(input, source, input_flag)
-    check_exists(annotations, annotations_flag)
-    check_exists(labels, labels_flag, "dir")
+    check_input(spec.input, str(spec.type), input_flag)
+    check_exists(spec.annotations, annotations_flag)
+    check_exists(spec.labels, labels_flag, "dir")
 
 
 def _creatable(path: Path) -> Path | None:

@@ -73,11 +73,11 @@ def test_failures_budget_and_figures_are_recorded_per_item(tmp_path):
 
 
 def test_linked_sample_lists_as_consecutive_sa1b_ids(tmp_path):
-    from directsam.data.sources.listing import list_sa1b
+    from directsam.data.sources import SourceSpec, list_source
 
     pool = gpu_suite.make_pool(tmp_path / "pool", 2, 40, 56, processes=2)
     root = gpu_suite.link_sample(pool, tmp_path / "sample", 5, per_folder=2)
-    items = list_sa1b(str(root), "bench")
+    items = list_source(SourceSpec("sa1b", str(root), dataset="bench"))
     assert sorted(i.image_id for i in items) == [f"sa_{n}" for n in range(1, 6)]
     for n in range(1, 6):
         jpg = next(root.glob(f"sa_*/sa_{n}.jpg"))

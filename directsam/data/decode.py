@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +17,7 @@ import numpy.typing as npt
 from directsam.schema import ANNOTATION_INVALID, IMAGE_DECODE, IMAGE_TOO_LARGE, InputError
 
 LabelMapMode = Literal["single_channel", "force_binary", "rgb"]
-LABEL_MAP_MODES: tuple[str, ...] = ("single_channel", "force_binary", "rgb")
+LABEL_MAP_MODES: tuple[LabelMapMode, ...] = get_args(LabelMapMode)
 
 _EXIF_ORIENTATION = 0x0112
 

@@ -9,6 +9,9 @@ import argparse
 import json
 import sys
 
+# The source fields `segment` offers as flags (--input is also --image's alternative).
+SEGMENT_FIELDS = ("type", "input", "num_samples", "seed", "dataset")
+
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -51,6 +54,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``segment`` and ``export`` (each sets ``func`` on the namespace)."""
+    from directsam.data.sources.flags import add_source_args
+
     p = subparsers.add_parser(
         "segment",
         help="cut images into tokens and write SA-1B-style JSON (RLE masks) per image",
@@ -60,12 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--image", help="one image file: no Ray, written to --output at once")
     where.add_argument("--input", help="source location (with --source); a Ray Data job")
-    p.add_argument(
-        "--source",
-        default="images",
-        choices=("sa1b", "coco", "labelmap", "images", "shards"),
-        help="source type of --input (default images)",
-    )
+    add_source_args(p, ("type",), notes={"type": "of --input, default images"}, config=False)
     p.add_argument("--output", required=True, help="folder for <image_id>.json files")
     _model_args(p)
     p.add_argument(
@@ -73,14 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write each image beside its JSON (the folder becomes an SA-1B folder)",
     )
-    p.add_argument(
-        "--num-samples",
-        type=int,
-        default=None,
-        help="first N images in sorted-id order (with --seed: a seeded random subset)",
-    )
-    p.add_argument("--seed", type=int, default=None, help="seed for --num-samples")
-    p.add_argument("--dataset", default=None, help="dataset name (default: the input folder's)")
+    add_source_args(p, SEGMENT_FIELDS[2:], config=False)
     p.add_argument("--batch-size", type=int, default=4, help="images per model call (default 4)")
     p.add_argument("--actors", type=int, default=1, help="model actors (one per GPU; default 1)")
     p.add_argument("--address", default=None, help="Ray address (default RAY_ADDRESS or local)")
@@ -141,7 +134,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.image:
         preflight.check_exists(args.image, "--image", "file")
     else:
-        preflight.check_input(args.input, args.source, "--input")
+        preflight.check_input(args.input, args.source or "images", "--input")
     preflight.check_output_dir(args.output, "--output")
     preflight.check_checkpoint(args.checkpoint, "--checkpoint")
 
@@ -183,22 +176,21 @@ def run_segment_cmd(args: argparse.Namespace) -> int:
             raise ConfigError(f"--checkpoint {args.checkpoint}: {err}") from err
         print(path)
         return 0
+    from directsam.data.sources.flags import spec_from_args
+    from directsam.data.sources.spec import SourceSpec
     from directsam.delivery.segment import run_segment
     from directsam.raycluster import init_ray
 
+    spec = spec_from_args(args, SourceSpec(type="images"), SEGMENT_FIELDS)
     init_ray(args.address)
     try:
         summary = run_segment(
-            args.source,
-            args.input,
+            spec,
             args.output,
             args.checkpoint,
             batch_size=args.batch_size,
             actors=args.actors,
             copy_images=args.copy_images,
-            num_samples=args.num_samples,
-            seed=args.seed,
-            dataset=args.dataset,
             **settings,
         )
     except ValueError as err:

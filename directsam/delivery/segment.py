@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from directsam.atomic import write_atomic
 from directsam.delivery.sa1b_json import write_sa1b
+
+if TYPE_CHECKING:
+    from directsam.data.sources.spec import SourceSpec
 
 SUCCESS_FILE = "_SUCCESS.json"
 ERRORS_FILE = "errors.jsonl"
@@ -79,8 +82,7 @@ def _write_batch(
 
 
 def run_segment(
-    source: str,
-    input: str,
+    spec: SourceSpec,
     output: str | Path,
     checkpoint: str,
     *,
@@ -94,9 +96,6 @@ def run_segment(
     actors: int = 1,
     num_gpus: float | None = None,
     copy_images: bool = False,
-    num_samples: int | None = None,
-    seed: int | None = None,
-    dataset: str | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
     """Segment every image of a source with a Ray Data pipeline; returns the summary.
@@ -106,8 +105,7 @@ def run_segment(
     driver writes the (small) JSON files, so ``--output`` need not be shared by the nodes.
 
     Args:
-        source, input, num_samples, seed, dataset: as for
-            :func:`directsam.data.sources.read_source`.
+        spec: the images (:func:`directsam.data.sources.read_source`).
         output: output folder (local).
         num_gpus: GPUs per actor (default 1 when the cluster has GPUs and ``device`` is not
             ``cpu``, else none).
@@ -127,7 +125,7 @@ def run_segment(
     if num_gpus is None:
         has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
         num_gpus = 1.0 if has_gpu and device != "cpu" else 0.0
-    ds = read_source(source, input, dataset=dataset, num_samples=num_samples, seed=seed)
+    ds = read_source(spec)
     resources = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": 1}
     ds = ds.map_batches(
         TokenizeStage,
@@ -153,8 +151,8 @@ def run_segment(
             ok, failed, tokens = ok + a, failed + b, tokens + c
     elapsed = time.perf_counter() - start
     summary = {
-        "source": source,
-        "input": input,
+        "source": spec.type,
+        "input": spec.input,
         "checkpoint": checkpoint,
         "num_images": ok + failed,
         "num_ok": ok,

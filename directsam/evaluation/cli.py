@@ -13,21 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# argparse dest -> config key, shared by evaluate and sweep (help text names the key).
+from directsam.evaluation.config import REGISTRY
+
+# argparse dest -> help; the dest is the config key. Shared by evaluate and sweep.
 EVAL_FLAGS: dict[str, str] = {
     "checkpoint": "checkpoint: hub id, directory or scratch:b0..b5",
-    "source": "source type: sa1b | coco | labelmap | shards",
-    "input": "dataset root, file or URI",
-    "dataset": "dataset name (default: input's base name)",
-    "split": "all | train | val (default val)",
-    "mode": "label-map mode: single_channel | force_binary | rgb",
-    "annotations": "annotation file/folder (coco, labelmap)",
-    "labels": "label-map folder (labelmap)",
     "resolution": "evaluation side R in px (default 1024)",
     "thickness": "GT boundary thickness at R (default 2)",
     "tolerance": "recall tolerance / border band in px (default 5)",
-    "num_samples": "first N images in sorted-id order (default 100)",
-    "seed": "seeded random subset of --num-samples",
     "thresholds": "comma list, e.g. 0.1,0.2,0.3,0.4,0.5",
     "batch_size": "images per model call (default 4)",
     "num_actors": "predictor actors (default: #GPUs, else 1)",
@@ -47,23 +40,35 @@ SWEEP_FLAGS: dict[str, str] = {
     "cpus_per_trial": "CPUs per trial (default 1)",
     "storage_path": "Ray Tune storage (default <output>/ray_results)",
 }
-REGISTRY = "configs/eval_datasets.yaml"
-# registry entry key -> config key
-REGISTRY_KEYS = {"type": "source", "input": "input", "annotations": "annotations",
-                 "labels": "labels", "mode": "mode", "split": "split"}  # fmt: skip
+# The source flags (every SourceSpec field) and what their help adds for evaluation.
+SOURCE_NOTES = {
+    "type": "images has no annotations to score",
+    "split": "default val",
+    "num_samples": "default 100",
+    "registry": f"default {REGISTRY}",
+}
 SMOKE = {
     "checkpoint": "scratch:tiny",
-    "source": "sa1b",
-    "split": "all",
+    "source.type": "sa1b",
+    "source.split": "all",
     "resolution": 64,
-    "num_samples": 4,
+    "source.num_samples": 4,
     "batch_size": 2,
     "num_panels": 1,
 }
 
 
+def _shorthands(sweep: bool) -> dict[str, str]:
+    """argparse dest -> config key of every named flag of ``evaluate`` / ``sweep``."""
+    from directsam.data.sources.flags import source_shorthands
+
+    own = {**EVAL_FLAGS, **(SWEEP_FLAGS if sweep else {})}
+    return {**source_shorthands(), **{dest: dest for dest in own}}
+
+
 def _add_args(parser: argparse.ArgumentParser, sweep: bool) -> None:
     from directsam.config import add_config_args
+    from directsam.data.sources.flags import add_source_args
 
     add_config_args(parser)
     flags = {**EVAL_FLAGS, **(SWEEP_FLAGS if sweep else {})}
@@ -72,13 +77,9 @@ def _add_args(parser: argparse.ArgumentParser, sweep: bool) -> None:
         parser.add_argument(
             "--" + dest.replace("_", "-"), dest=dest, default=None, help=f"{text} [{dest}]"
         )
+    add_source_args(parser.add_argument_group("source"), typed=False, notes=SOURCE_NOTES)
     parser.add_argument("--no-tracking", dest="tracking", action="store_const", const=False,
                         default=None, help="do not log to MLflow [tracking=false]")  # fmt: skip
-    parser.add_argument(
-        "--registry",
-        default=REGISTRY,
-        help=f"dataset registry: --dataset NAME fills source/input/... from it (default {REGISTRY})",
-    )
     parser.add_argument(
         "--address", default=None, help="Ray address (default RAY_ADDRESS or local)"
     )
@@ -91,10 +92,15 @@ def _add_args(parser: argparse.ArgumentParser, sweep: bool) -> None:
 
 
 def _load(cls: type, args: argparse.Namespace, sweep: bool) -> Any:
-    from directsam.config import load_config
+    """The config: preset < smoke defaults < flags < ``--set``; ``--dataset NAME`` fills the
+    source keys not given from the registry (``directsam.data.sources.registry``)."""
+    from functools import partial
 
-    flags = {**EVAL_FLAGS, **(SWEEP_FLAGS if sweep else {}), "tracking": ""}
-    names = {k: "--" + k.replace("_", "-") for k in flags if k != "tracking"}
+    from directsam.config import load_config
+    from directsam.data.sources.registry import fill_from_registry
+
+    shorthands = _shorthands(sweep)
+    names = {key: "--" + dest.replace("_", "-") for dest, key in shorthands.items()}
     values: dict[str, Any] = {}
     if args.smoke_test:
         values.update(SMOKE)
@@ -105,42 +111,19 @@ def _load(cls: type, args: argparse.Namespace, sweep: bool) -> Any:
         if args.input is None:
             from directsam.data.sample import make_sample
 
-            values["input"] = str(make_sample(out / "sample", num_images=4, seed=0, kind="sa1b"))
-    values.update({k: getattr(args, k) for k in flags if getattr(args, k, None) is not None})
-    _apply_registry(values, args)
+            sample = make_sample(out / "sample", num_images=4, seed=0, kind="sa1b")
+            values["source.input"] = str(sample)
+    for dest, key in {**shorthands, "tracking": "tracking"}.items():
+        if getattr(args, dest, None) is not None:
+            values[key] = getattr(args, dest)
     return load_config(
-        cls, path=args.config, overrides=args.overrides, values=values, flag_names=names
+        cls,
+        path=args.config,
+        overrides=args.overrides,
+        values=values,
+        flag_names=names,
+        prepare=partial(fill_from_registry, default_registry=REGISTRY),
     )
-
-
-def _apply_registry(values: dict[str, Any], args: argparse.Namespace) -> None:
-    """``--dataset NAME`` naming a registry entry fills the source keys not given otherwise."""
-    from directsam.config import ConfigError
-
-    name = values.get("dataset")
-    given = dict(values)
-    if args.config:
-        import yaml
-
-        try:
-            given.update(yaml.safe_load(Path(args.config).read_text()) or {})
-        except (OSError, yaml.YAMLError, ValueError):
-            pass  # load_config reports the file's problem, naming --config
-    if not name or given.get("input"):
-        return
-    from directsam.labeling.registry import load_registry
-
-    entry = load_registry(args.registry).get(str(name))
-    if entry is None:
-        return
-    for key, dest in REGISTRY_KEYS.items():
-        if given.get(dest) in (None, "") and entry.get(key) not in (None, ""):
-            values[dest] = entry[key]
-    if not values.get("input"):
-        raise ConfigError(
-            f"--dataset {name}: the registry {args.registry} has no input path for it yet; "
-            "fill in its 'input' there or pass --input"
-        )
 
 
 def _start_ray(args: argparse.Namespace) -> None:
@@ -171,7 +154,7 @@ def preflight(cfg: Any, sweep: bool) -> str | None:
     flag); returns the tracking URI (None with ``--no-tracking``)."""
     from directsam import preflight as pf
 
-    pf.check_source(cfg.input, cfg.source, cfg.annotations, cfg.labels)
+    pf.check_source(cfg.source)
     pf.check_output_dir(cfg.output, "--output")
     pf.check_output_dir(cfg.cache_dir, "--cache-dir")
     if sweep and cfg.storage_path:

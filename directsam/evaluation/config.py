@@ -9,45 +9,44 @@ validation images, thresholds 0.1..0.5. Both classes load through :mod:`directsa
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-SOURCES = ("sa1b", "coco", "labelmap", "images", "shards")
+from directsam.data.sources.spec import SourceSpec
+
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_EXPERIMENT = "directsam-eval"
+REGISTRY = "configs/eval_datasets.yaml"
+
+# Source keys as they were before the one `source` section (issue 17); an old key is refused
+# naming its new one (directsam.config).
+_MOVED = ("input", "dataset", "split", "mode", "annotations", "labels", "num_samples", "seed")
+RENAMED_KEYS: dict[str, str] = {"source": "source.type", **{k: f"source.{k}" for k in _MOVED}}
+
+
+def _eval_source() -> SourceSpec:
+    # The seed scored the first 100 images of each validation split.
+    return SourceSpec(type="sa1b", split="val", num_samples=100, registry=REGISTRY)
 
 
 @dataclass
 class EvalConfig:
     """One checkpoint evaluated on one dataset's validation split."""
 
+    RENAMED_KEYS: ClassVar[dict[str, str]] = RENAMED_KEYS
+
     checkpoint: str = ""
     """Checkpoint spec: hub id, local directory, or ``scratch:b0``..``scratch:b5``/``scratch:tiny``."""
-    source: Literal["sa1b", "coco", "labelmap", "images", "shards"] = "sa1b"
-    """Source type, as in labeling (``images`` has no annotations and cannot be evaluated)."""
-    input: str = ""
-    """Dataset root / file / URI given to ``directsam.data.sources.read_source``."""
-    dataset: str | None = None
-    """Dataset name (MLflow tag and cache key); default: the input's base name."""
-    split: Literal["all", "train", "val"] = "val"
-    """Which split to score; ``val`` = the official split or the last 1% in sorted-id order."""
-    mode: Literal["single_channel", "force_binary", "rgb"] = "single_channel"
-    """Label-map decoding mode (``labelmap`` sources)."""
-    annotations: str | None = None
-    """Annotation file or folder when it is not beside the images (``coco``, ``labelmap``)."""
-    labels: str | None = None
-    """Label-map folder for ``labelmap`` sources, when not derived from ``input``."""
+    source: SourceSpec = field(default_factory=_eval_source)
+    """The split to score (``images`` has no annotations and cannot be evaluated); its dataset
+    name is the MLflow tag and part of the cache key."""
     resolution: int = 1024
     """Square evaluation side R: model input, probabilities and GT boundary are R x R."""
     thickness: int = 2
     """GT boundary thickness in pixels at the evaluation resolution (the seed's 2)."""
     tolerance: int = 5
     """Matching tolerance and border band width of effective contour recall (pixels)."""
-    num_samples: int | None = 100
-    """First N images in sorted-id order (with ``seed``: a seeded random subset); null = all."""
-    seed: int | None = None
-    """Seed for a random ``num_samples`` subset; null = the first N."""
     thresholds: list[float] = field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
     """Probability thresholds; the prediction is ``dequantised probs >= threshold``."""
     batch_size: int = 4
@@ -74,10 +73,11 @@ class EvalConfig:
     """Threshold the panels are drawn at; default: the middle of ``thresholds``."""
 
     def dataset_name(self) -> str:
-        """``dataset``, else the input's last path component (``"sample"`` for ``/x/sample/``)."""
-        if self.dataset:
-            return self.dataset
-        name = Path(self.input.rstrip("/").split("::")[0]).stem
+        """``source.dataset``, else the input's last path component (``"sample"`` for
+        ``/x/sample/``)."""
+        if self.source.dataset:
+            return self.source.dataset
+        name = Path(self.source.input.rstrip("/").split("::")[0]).stem
         return name or "dataset"
 
     def panel_at(self) -> float:
@@ -92,10 +92,10 @@ class EvalConfig:
         problems: list[tuple[str, str]] = []
         if not self.checkpoint:
             problems.append(("checkpoint", "required (hub id, directory or scratch:b0..b5)"))
-        if not self.input:
-            problems.append(("input", "required (dataset root, file or URI)"))
-        if self.source == "images":
-            problems.append(("source", "'images' has no annotations to evaluate against"))
+        if not self.source.input:
+            problems.append(("source.input", "required (dataset root, file or URI)"))
+        if self.source.type == "images":
+            problems.append(("source.type", "'images' has no annotations to evaluate against"))
         if self.resolution < 32:
             problems.append(("resolution", f"must be >= 32, got {self.resolution}"))
         if self.thickness < 1:
@@ -105,10 +105,6 @@ class EvalConfig:
         if self.tolerance * 2 >= self.resolution:
             problems.append(
                 ("tolerance", f"{self.tolerance} leaves nothing of a {self.resolution} px image")
-            )
-        if self.num_samples is not None and self.num_samples < 1:
-            problems.append(
-                ("num_samples", f"must be >= 1 (or null for all), got {self.num_samples}")
             )
         problems.extend(_check_thresholds("thresholds", self.thresholds))
         if self.panel_threshold is not None and not 0.0 < self.panel_threshold <= 1.0:
@@ -155,6 +151,7 @@ class SweepConfig(EvalConfig):
         """The plain :class:`EvalConfig` of one grid resolution (cache building, panels)."""
         names = [f.name for f in dataclasses.fields(EvalConfig)]
         values = {name: getattr(self, name) for name in names}
+        values["source"] = replace(self.source)
         values["resolution"] = resolution
         return EvalConfig(**values)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -158,19 +158,20 @@ def cache_spec(
             return path
         return os.path.abspath(path)
 
+    src = cfg.source
     return cache_mod.CacheSpec(
         checkpoint_sha=checkpoint_sha or resolve_checkpoint_sha(cfg.checkpoint),
         dataset=cfg.dataset_name(),
-        source=cfg.source,
-        input=norm(cfg.input) or "",
-        split=cfg.split,
-        mode=cfg.mode,
-        annotations=norm(cfg.annotations),
-        labels=norm(cfg.labels),
+        source=str(src.type),
+        input=norm(src.input) or "",
+        split=src.split,
+        mode=src.mode,
+        annotations=norm(src.annotations),
+        labels=norm(src.labels),
         resolution=cfg.resolution,
         thickness=cfg.thickness,
-        num_samples=cfg.num_samples,
-        seed=cfg.seed,
+        num_samples=src.num_samples,
+        seed=src.seed,
         dtype=cfg.dtype,
         device_kind="gpu" if use_gpu else "cpu",
     )
@@ -202,11 +203,7 @@ def build_cache(cfg: EvalConfig, force: bool = False) -> CacheResult:
     num_actors = cfg.num_actors or (max(1, int(cluster_gpus())) if use_gpu else 1)
     try:
         try:
-            ds = read_source(
-                cfg.source, cfg.input, dataset=cfg.dataset_name(), num_samples=cfg.num_samples,
-                seed=cfg.seed, split=cfg.split, mode=cfg.mode, annotations=cfg.annotations,
-                labels=cfg.labels,
-            )  # fmt: skip
+            ds = read_source(replace(cfg.source, dataset=cfg.dataset_name()))
         except ValueError as err:  # listing problems name their flag (--input, --split ...)
             raise ConfigError(str(err)) from err
         # CPU stage (Ray tasks): bytes -> RGB at R x R + GT boundary at thickness.

@@ -17,42 +17,14 @@ from typing import Any
 from directsam.config import ConfigError, add_config_args, config_from_args, flatten
 from directsam.labeling.config import SHORTHANDS, LabelConfig
 
-REGISTRY_KEYS = ("type", "input", "annotations", "labels", "mode", "split")
-
 
 def add_label_args(p: argparse.ArgumentParser) -> None:
     """Flags of the label job; each is a shorthand for a config key (shown in --help)."""
+    from directsam.data.sources.flags import add_source_args
+
     add_config_args(p)
     g = p.add_argument_group("source")
-    g.add_argument(
-        "--source",
-        choices=("sa1b", "coco", "labelmap", "images", "shards"),
-        default=None,
-        help="source type (source.type)",
-    )
-    g.add_argument(
-        "--input",
-        default=None,
-        help="input path or URI; sa1b: tar dir, root of extracted folders, or one folder"
-        " (source.input)",
-    )
-    g.add_argument(
-        "--dataset",
-        default=None,
-        help="dataset name; a registry name fills the source keys (source.dataset)",
-    )
-    g.add_argument("--annotations", default=None, help="COCO JSON (source.annotations)")
-    g.add_argument("--labels", default=None, help="label-map folder (source.labels)")
-    g.add_argument("--mode", default=None, help="label-map mode (source.mode)")
-    g.add_argument("--split", default=None, help="all|train|val (source.split)")
-    g.add_argument(
-        "--num-samples",
-        type=int,
-        default=None,
-        help="first N in sorted-id order (source.num_samples)",
-    )
-    g.add_argument("--seed", type=int, default=None, help="random subset seed (source.seed)")
-    g.add_argument("--registry", default=None, help="dataset registry YAML (source.registry)")
+    add_source_args(g)
     g.add_argument(
         "--s3-endpoint",
         default=None,
@@ -113,7 +85,7 @@ def _smoke_args(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the smoke-test defaults into ``args`` (flags the user gave win)."""
     from pathlib import Path
 
-    from directsam.labeling.registry import repo_path
+    from directsam.data.sources.registry import repo_path
 
     out = Path(args.output or "outputs/smoke_label").resolve()
     args.output = str(out / "labels")
@@ -129,34 +101,17 @@ def _smoke_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def apply_registry(cfg: LabelConfig) -> LabelConfig:
-    """Fill unset source keys from the registry entry named by ``source.dataset``."""
-    from directsam.labeling.registry import load_registry
-
-    src = cfg.source
-    if not src.dataset or src.type and src.input:
-        return cfg
-    entries = load_registry(src.registry)
-    entry = entries.get(src.dataset)
-    if entry is None:
-        return cfg
-    defaults = type(src)()
-    for key in REGISTRY_KEYS:
-        if getattr(src, key) == getattr(defaults, key) and entry.get(key) not in (None, ""):
-            setattr(src, key, entry[key])
-    if not src.input:
-        raise ConfigError(
-            f"--dataset {src.dataset}: the registry {src.registry} has no path for it yet; "
-            "fill in its 'input' there or pass --input"
-        )
-    return cfg
-
-
 def build_config(args: argparse.Namespace) -> LabelConfig:
-    cfg = config_from_args(LabelConfig, args, SHORTHANDS)
+    """The job's config: preset < flags < ``--set``; ``--dataset NAME`` fills the source keys
+    not given from the registry (``directsam.data.sources.registry``)."""
+    from functools import partial
+
+    from directsam.data.sources.registry import fill_from_registry
+
+    fill = partial(fill_from_registry, default_registry=LabelConfig().source.registry)
+    cfg = config_from_args(LabelConfig, args, SHORTHANDS, prepare=fill)
     if getattr(args, "no_tracking", False):
         cfg.tracking.enabled = False
-    cfg = apply_registry(cfg)
     problems = cfg.check_ready()
     if problems:
         flags = {v: "--" + k.replace("_", "-") for k, v in SHORTHANDS.items()}
@@ -170,7 +125,7 @@ def preflight(cfg: LabelConfig) -> str | None:
     from directsam import preflight as pf
 
     src = cfg.source
-    pf.check_source(src.input, src.type, src.annotations, src.labels)
+    pf.check_source(src)
     pf.check_output_dir(cfg.output, "--output")
     pf.check_checkpoint(cfg.model.checkpoint, "--checkpoint", cfg.model.allow_pickle)
     return pf.check_tracking(cfg.tracking.uri, cfg.tracking.enabled)
@@ -211,7 +166,10 @@ def run_job(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
         cfg.tracking.experiment,
         name,
         flatten(cfg),
-        {"directsam.checkpoint": cfg.model.checkpoint, "directsam.dataset": cfg.source.dataset},
+        {
+            "directsam.checkpoint": cfg.model.checkpoint,
+            "directsam.dataset": cfg.source.dataset or "",
+        },
         spool=spool_dir_beside(cfg.output, name),
     )
     try:

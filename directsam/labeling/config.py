@@ -9,49 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from directsam.data.sources.listing import SOURCE_TYPES, SPLITS
+from directsam.data.sources.flags import source_shorthands
+from directsam.data.sources.spec import SourceSpec
 from directsam.data.sources.store import StoreOptions
 
-LABEL_MODES = ("single_channel", "force_binary", "rgb")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 DEVICES = ("auto", "cuda", "cpu")
 IMAGE_DECODE_CHOICES = ("auto", "cpu", "gpu")  # as directsam.inference.gpu_decode
-
-
-@dataclass
-class SourceConfig:
-    type: str = ""
-    """Source type: sa1b | coco | labelmap | images | shards (empty: from the registry)."""
-    input: str = ""
-    """Input path or URI (layouts in docs/LABELING.md)."""
-    dataset: str = ""
-    """Dataset name (output folder); a registry name fills type/input/... from the registry."""
-    annotations: str | None = None
-    """COCO JSON file (default: the one *.json in --input)."""
-    labels: str | None = None
-    """Label-map folder (default: INPUT/labels beside INPUT/images)."""
-    mode: str = "single_channel"
-    """Label-map mode: single_channel | force_binary | rgb."""
-    split: str = "all"
-    """all | train | val (sa1b/shards: last 1% of sorted ids is val)."""
-    num_samples: int | None = None
-    """First N images in sorted-id order (with seed: a seeded random subset)."""
-    seed: int | None = None
-    """Seed of the random subset."""
-    registry: str = "configs/datasets.yaml"
-    """Dataset registry YAML consulted when --dataset names an entry."""
-
-    def validate(self) -> list[tuple[str, str]]:
-        out = []
-        if self.type and self.type not in SOURCE_TYPES:
-            out.append(("type", f"must be one of {', '.join(SOURCE_TYPES)}, got {self.type!r}"))
-        if self.mode not in LABEL_MODES:
-            out.append(("mode", f"must be one of {', '.join(LABEL_MODES)}, got {self.mode!r}"))
-        if self.split not in SPLITS:
-            out.append(("split", f"must be one of {', '.join(SPLITS)}, got {self.split!r}"))
-        if self.num_samples is not None and self.num_samples < 1:
-            out.append(("num_samples", f"must be >= 1, got {self.num_samples}"))
-        return out
 
 
 @dataclass
@@ -185,13 +149,17 @@ class TrackingConfig:
 
 @dataclass
 class LabelConfig:
+    """Everything a pseudo-labeling job (stage 2) needs: source, model, compute, outputs."""
+
     output: str = ""
     """Output root: shards go to OUTPUT/<dataset>/gen-<checkpoint sha>/part-*.parquet."""
     thickness: int = 9
     """Human boundary band thickness at the model resolution (seed: 9)."""
     address: str | None = None
     """Ray address (default RAY_ADDRESS, else a local cluster)."""
-    source: SourceConfig = field(default_factory=SourceConfig)
+    source: SourceSpec = field(default_factory=SourceSpec)
+    """What to label (``type``/``input`` may come from the registry entry named by
+    ``source.dataset``)."""
     object_store: ObjectStoreConfig = field(default_factory=ObjectStoreConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
@@ -219,16 +187,7 @@ class LabelConfig:
 
 # Flags of `directsam label` -> config keys (flags default to None = not given).
 SHORTHANDS: dict[str, str] = {
-    "source": "source.type",
-    "input": "source.input",
-    "dataset": "source.dataset",
-    "annotations": "source.annotations",
-    "labels": "source.labels",
-    "mode": "source.mode",
-    "split": "source.split",
-    "num_samples": "source.num_samples",
-    "seed": "source.seed",
-    "registry": "source.registry",
+    **source_shorthands(),
     "s3_endpoint": "object_store.endpoint",
     "s3_region": "object_store.region",
     "output": "output",

@@ -223,18 +223,7 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
 
     src = cfg.source
     try:
-        plan = plan_source(
-            src.type,
-            src.input,
-            dataset=src.dataset or None,
-            num_samples=src.num_samples,
-            seed=src.seed,
-            split=src.split,
-            mode=src.mode,
-            annotations=src.annotations,
-            labels=src.labels,
-            store=cfg.object_store.options(),
-        )
+        plan = plan_source(src, cfg.object_store.options())
         store, (output,) = resolve_options(plan.store, (cfg.output,))
     except ValueError as err:
         raise ConfigError(str(err)) from err

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from directsam.config import ConfigError, add_config_args, config_from_args, dump_yaml
-from directsam.training.config import SOURCES, TrainConfig, config_class
+from directsam.data.sources.flags import add_source_args, source_shorthands
+from directsam.training.config import TrainConfig, config_class
 
+# The source flags a training job offers (--data is its --input); the rest are `--set source.*`.
+SOURCE_FIELDS = ("type", "input", "dataset", "num_samples", "seed")
 SHORTHANDS: dict[str, str] = {
-    "source": "data.source",
-    "data": "data.input",
-    "dataset": "data.dataset",
-    "num_samples": "data.num_samples",
-    "seed": "data.seed",
+    **source_shorthands(SOURCE_FIELDS, input_flag="--data"),
     "init": "init",
     "max_steps": "optim.max_steps",
     "run_name": "run.run_name",
@@ -39,38 +38,16 @@ SHORTHANDS: dict[str, str] = {
     "experiment": "tracking.experiment",
     "register_model": "tracking.registered_model_name",
 }
-REGISTRY_KEYS = {"type": "source", "input": "input", "annotations": "annotations",
-                 "labels": "labels", "mode": "mode"}  # fmt: skip
 
 
 def add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     """Flags of a training job; every one defaults to None (= keep the config's value)."""
-    default_source = "sa1b" if stage == "pretrain" else "shards"
+    default_source = config_class(stage)().source.type
     add_config_args(p)
     g = p.add_argument_group("data")
-    g.add_argument(
-        "--source",
-        choices=SOURCES,
-        default=None,
-        help=f"source type, default {default_source} [data.source]",
+    add_source_args(
+        g, SOURCE_FIELDS, input_flag="--data", notes={"type": f"default {default_source}"}
     )
-    g.add_argument(
-        "--data",
-        default=None,
-        help="input path or URI, as for `directsam label --input` [data.input]",
-    )
-    g.add_argument(
-        "--dataset",
-        default=None,
-        help="dataset name; a registry name fills source and paths [data.dataset]",
-    )
-    g.add_argument(
-        "--num-samples",
-        type=int,
-        default=None,
-        help="first N training images in sorted-id order [data.num_samples]",
-    )
-    g.add_argument("--seed", type=int, default=None, help="random subset seed [data.seed]")
     t = p.add_argument_group("run")
     t.add_argument("--init", default=None, help="hub id, checkpoint dir or scratch:b0..b5 [init]")
     t.add_argument("--max-steps", type=int, default=None, help="optimizer steps [optim.max_steps]")
@@ -121,36 +98,20 @@ def add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     )
 
 
-def apply_registry(cfg: TrainConfig) -> TrainConfig:
-    """Fill ``data.source`` and paths from the registry entry ``data.dataset`` (input unset)."""
-    from directsam.labeling.registry import load_registry
-
-    d = cfg.data
-    if d.input or not d.dataset:
-        return cfg
-    entry = load_registry(d.registry).get(d.dataset)
-    if entry is None:
-        return cfg
-    for key, field_name in REGISTRY_KEYS.items():
-        if entry.get(key) not in (None, ""):
-            setattr(d, field_name, entry[key])
-    if not d.input:
-        raise ConfigError(
-            f"--dataset {d.dataset}: the registry {d.registry} has no path for it yet; fill in "
-            "its 'input' there or pass --data"
-        )
-    return cfg
-
-
 def build_config(args: argparse.Namespace, stage: str) -> TrainConfig:
     """Config of a training job from parsed flags (YAML < named flags < ``--set``)."""
-    cfg = config_from_args(config_class(stage), args, SHORTHANDS)
+    from functools import partial
+
+    from directsam.data.sources.registry import fill_from_registry
+
+    cls = config_class(stage)
+    fill = partial(fill_from_registry, default_registry=cls().source.registry)
+    cfg = config_from_args(cls, args, SHORTHANDS, prepare=fill)
     if cfg.stage != stage:
         raise ConfigError(f"--config: the file is a {cfg.stage} config; use it with that job")
     if getattr(args, "no_tracking", False):
         cfg.tracking.enabled = False
-    cfg = apply_registry(cfg)
-    if not cfg.data.input:
+    if not cfg.source.input:
         raise ConfigError("--data: no training data given (a path, URI or --dataset NAME)")
     return cfg
 
@@ -177,9 +138,8 @@ def preflight(cfg: TrainConfig) -> str | None:
     returns the tracking URI (None with ``--no-tracking``)."""
     from directsam import preflight as pf
 
-    d = cfg.data
-    pf.check_source(d.input, d.source, d.annotations, d.labels, input_flag="--data",
-                    annotations_flag="--set data.annotations", labels_flag="--set data.labels")  # fmt: skip
+    pf.check_source(cfg.source, input_flag="--data", annotations_flag="--set source.annotations",
+                    labels_flag="--set source.labels")  # fmt: skip
     pf.check_output_dir(cfg.run.storage_path, "--storage-path")
     pf.check_checkpoint(cfg.init, "--init", cfg.allow_pickle)
     return pf.check_tracking(cfg.tracking.uri, cfg.tracking.enabled)

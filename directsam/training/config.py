@@ -8,12 +8,26 @@ section defaults. YAML presets in ``configs/`` mirror these defaults with commen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from directsam.config import config_hash
+from directsam.data.sources.spec import SourceSpec
 
 Stage = Literal["pretrain", "self_train"]
-SOURCES = ("sa1b", "coco", "labelmap", "images", "shards")
+
+# Source keys as they were before the one `source` section (issue 17): an old key is refused
+# naming its new one (directsam.config), and the run-name hash keeps the old names.
+RENAMED_KEYS: dict[str, str] = {
+    "data.source": "source.type",
+    "data.input": "source.input",
+    "data.dataset": "source.dataset",
+    "data.registry": "source.registry",
+    "data.mode": "source.mode",
+    "data.annotations": "source.annotations",
+    "data.labels": "source.labels",
+    "data.num_samples": "source.num_samples",
+    "data.seed": "source.seed",
+}
 
 # Settings that define what a run trains (DESIGN.md "Runs and resume"): two configs that agree
 # on these resume each other; length settings (max_steps, epochs), logging cadence and cluster
@@ -21,15 +35,15 @@ SOURCES = ("sa1b", "coco", "labelmap", "images", "shards")
 SHAPE_KEYS: tuple[str, ...] = (
     "stage",
     "init",
-    "data.source",
-    "data.input",
-    "data.dataset",
-    "data.mode",
-    "data.annotations",
-    "data.labels",
+    "source.type",
+    "source.input",
+    "source.dataset",
+    "source.mode",
+    "source.annotations",
+    "source.labels",
     "data.labels_checkpoint",
-    "data.num_samples",
-    "data.seed",
+    "source.num_samples",
+    "source.seed",
     "data.resolution",
     "data.thickness",
     "optim.lr",
@@ -54,28 +68,10 @@ EXPERIMENTS: dict[str, str] = {
 
 @dataclass
 class TrainDataConfig:
-    """Where training images and boundary targets come from."""
+    """How training images and boundary targets are made from the source rows."""
 
-    source: Literal["sa1b", "coco", "labelmap", "images", "shards"] = "sa1b"
-    """Source type (as for ``directsam label``); ``shards`` reads merged labels (stage 3)."""
-    input: str = ""
-    """Folder / tar shards / s3:// prefix of the source (``--data``)."""
-    dataset: str | None = None
-    """Dataset name; a name in ``registry`` fills ``source``/``input``/... when ``input`` is unset."""
-    registry: str = "configs/datasets.yaml"
-    """Dataset registry (``directsam label`` uses the same one)."""
-    mode: str = "single_channel"
-    """Label-map decoding mode for ``labelmap`` sources."""
-    annotations: str | None = None
-    """COCO annotation JSON (``coco`` sources)."""
-    labels: str | None = None
-    """Label-map folder (``labelmap`` sources)."""
     labels_checkpoint: str | None = None
     """``shards``: the pseudo-label generation (checkpoint spec); default the newest."""
-    num_samples: int | None = None
-    """Use the first N training images in sorted-id order (seeded subset with ``seed``)."""
-    seed: int | None = None
-    """Seed of the ``num_samples`` subset."""
     resolution: int = 1800
     """Square input and target side in pixels."""
     thickness: int = 3
@@ -97,8 +93,6 @@ class TrainDataConfig:
             out.append(("resolution", f"must be a multiple of 4 and >= 32, got {self.resolution}"))
         if self.thickness < 1:
             out.append(("thickness", f"must be >= 1, got {self.thickness}"))
-        if self.num_samples is not None and self.num_samples < 1:
-            out.append(("num_samples", f"must be >= 1, got {self.num_samples}"))
         if self.shuffle_buffer < 0:
             out.append(("shuffle_buffer", f"must be >= 0, got {self.shuffle_buffer}"))
         if self.prefetch_batches < 0:
@@ -282,9 +276,19 @@ class TrackingSettings:
         return []
 
 
+def _pretrain_source() -> SourceSpec:
+    return SourceSpec(type="sa1b")
+
+
+def _self_train_source() -> SourceSpec:
+    return SourceSpec(type="shards")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training job needs; ``init`` is the starting checkpoint spec."""
+
+    RENAMED_KEYS: ClassVar[dict[str, str]] = RENAMED_KEYS
 
     stage: Stage = "pretrain"
     """``pretrain`` (stage 1, SA-1B) or ``self_train`` (stage 3, merged labels)."""
@@ -292,6 +296,11 @@ class TrainConfig:
     """Initial weights: hub id, local checkpoint directory or ``scratch:b0``..``b5`` (``--init``)."""
     allow_pickle: bool = False
     """Allow ``pytorch_model.bin`` weights for ``init``."""
+    source: SourceSpec = field(default_factory=_pretrain_source)
+    """Training data (as for ``directsam label``; ``shards`` reads merged labels). ``split``:
+    training always trains on the train split and validates on the held-out val split, so
+    ``all`` and ``train`` mean the same and ``val`` is refused. ``num_samples``: of the
+    training images."""
     data: TrainDataConfig = field(default_factory=TrainDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint: CheckpointingConfig = field(default_factory=CheckpointingConfig)
@@ -303,6 +312,14 @@ class TrainConfig:
         out: list[tuple[str, str]] = []
         if not self.init:
             out.append(("init", "no initial checkpoint: pass --init SPEC (or scratch:b0)"))
+        if self.source.split == "val":
+            out.append(
+                (
+                    "source.split",
+                    "training trains on the train split and validates on the held-out val "
+                    "split; use all or train (a registry entry of --dataset may have set val)",
+                )
+            )
         return out
 
     def experiment(self) -> str:
@@ -310,8 +327,10 @@ class TrainConfig:
         return self.tracking.experiment or EXPERIMENTS[self.stage]
 
     def shape_hash(self) -> str:
-        """Hash of the shape-defining settings (:data:`SHAPE_KEYS`)."""
-        return config_hash(self, SHAPE_KEYS)
+        """Hash of the shape-defining settings (:data:`SHAPE_KEYS`), the source keys under
+        their names before issue 17, so that runs started then resume under the same name."""
+        legacy = {new: old for old, new in RENAMED_KEYS.items()}
+        return config_hash(self, SHAPE_KEYS, names=legacy)
 
     def run_name(self) -> str:
         """``run.run_name``, else ``<experiment>-<shape hash>`` (same name = resume)."""
@@ -328,11 +347,11 @@ class TrainConfig:
 
 
 def _pretrain_data() -> TrainDataConfig:
-    return TrainDataConfig(source="sa1b", resolution=1800, thickness=3)
+    return TrainDataConfig(resolution=1800, thickness=3)
 
 
 def _self_train_data() -> TrainDataConfig:
-    return TrainDataConfig(source="shards", resolution=1024, thickness=3)
+    return TrainDataConfig(resolution=1024, thickness=3)
 
 
 def _self_train_optim() -> OptimConfig:
@@ -345,6 +364,7 @@ class PretrainConfig(TrainConfig):
     """Stage 1 defaults: SA-1B at 1800 px, thickness 3, lr 1e-4, batch 4, warmup 5000."""
 
     stage: Stage = "pretrain"
+    source: SourceSpec = field(default_factory=_pretrain_source)
     data: TrainDataConfig = field(default_factory=_pretrain_data)
 
 
@@ -354,6 +374,7 @@ class SelfTrainConfig(TrainConfig):
 
     stage: Stage = "self_train"
     init: str = "chendelong/DirectSAM-1800px-0424"
+    source: SourceSpec = field(default_factory=_self_train_source)
     data: TrainDataConfig = field(default_factory=_self_train_data)
     optim: OptimConfig = field(default_factory=_self_train_optim)
 

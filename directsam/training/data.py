@@ -20,6 +20,7 @@ construction). Details in docs/TRAINING.md.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,28 +72,20 @@ def _source_rows(cfg: TrainConfig, split: str, num_samples: int | None) -> ray.d
     ``data.shuffle_buffer``, mixes the rows of the tars it reads at once)."""
     from directsam.data.sources import read_source
 
-    d = cfg.data
-    return read_source(
-        d.source,
-        d.input,
-        dataset=d.dataset,
-        num_samples=num_samples,
-        seed=d.seed if split == "train" else None,
-        split=split,
-        mode=d.mode,
-        annotations=d.annotations,
-        labels=d.labels,
-        shuffle_seed=cfg.optim.seed if split == "train" else None,
-    )
+    train = split == "train"
+    # The job's split is structural (train, and val for validation), whatever the spec says.
+    spec = replace(cfg.source, split=split, num_samples=num_samples,
+                   seed=cfg.source.seed if train else None)  # fmt: skip
+    return read_source(spec, shuffle_seed=cfg.optim.seed if train else None)
 
 
 def _merged_rows(cfg: TrainConfig, split: str, num_samples: int | None) -> ray.data.Dataset:
     from directsam.data.sources.shards.counts import shard_val_keys
     from directsam.data.sources.shards.merged import read_merged_labels
 
-    d = cfg.data
-    ds = read_merged_labels(d.input, d.resolution, d.labels_checkpoint, with_images=True)
-    val_keys = shard_val_keys(d.input, d.labels_checkpoint)
+    d, shards = cfg.data, cfg.source.input
+    ds = read_merged_labels(shards, d.resolution, d.labels_checkpoint, with_images=True)
+    val_keys = shard_val_keys(shards, d.labels_checkpoint)
     ds = ds.map_batches(
         _split_filter, fn_kwargs={"val_keys": val_keys, "want_val": split == "val"}, batch_size=256
     )
@@ -107,45 +100,37 @@ def build_datasets(cfg: TrainConfig) -> tuple[ray.data.Dataset, ray.data.Dataset
     ``validation.num_images`` of the held-out split (SA-1B / shards: last 1% of sorted ids;
     other sources have no held-out split here, so validation is off) or None.
     """
-    d = cfg.data
-    rows = _merged_rows if d.source == "shards" else _source_rows
+    d, src = cfg.data, cfg.source
+    rows = _merged_rows if src.type == "shards" else _source_rows
     # Merged labels are boundaries already; decode_rows ignores thickness for them.
-    thickness = 1 if d.source == "shards" else d.thickness
+    thickness = 1 if src.type == "shards" else d.thickness
     decode = {
         "fn_kwargs": {"resolution": d.resolution, "thickness": thickness},
         "batch_size": d.decode_batch_size,
         "num_cpus": d.decode_cpus,
     }
-    train = rows(cfg, "train", d.num_samples).map_batches(training_rows, **decode)
+    train = rows(cfg, "train", src.num_samples).map_batches(training_rows, **decode)
     val = None
-    if cfg.validation.every_steps > 0 and d.source in ("sa1b", "shards"):
+    # Only sources that split by sorted id have a held-out part of their own input.
+    if cfg.validation.every_steps > 0 and src.type in ("sa1b", "shards"):
         val = rows(cfg, "val", cfg.validation.num_images).map_batches(training_rows, **decode)
     return train, val
 
 
 def count_train_images(cfg: TrainConfig) -> int:
     """Number of training images listed (before rows that fail to decode are dropped)."""
-    d = cfg.data
-    if d.source == "shards":
+    src = cfg.source
+    if src.type == "shards":
         from directsam.data.sources.shards.counts import merged_label_counts, shard_val_keys
 
-        good = merged_label_counts(d.input, d.labels_checkpoint)["num_good"]
-        n = good - len(shard_val_keys(d.input, d.labels_checkpoint, good_only=True))
-        return max(0, min(n, d.num_samples or n))
+        checkpoint = cfg.data.labels_checkpoint
+        good = merged_label_counts(src.input, checkpoint)["num_good"]
+        n = good - len(shard_val_keys(src.input, checkpoint, good_only=True))
+        return max(0, min(n, src.num_samples or n))
     from directsam.data.sources import TarPlan, plan_source
     from directsam.data.sources.plan import count_images
 
-    plan = plan_source(
-        d.source,
-        d.input,
-        dataset=d.dataset,
-        num_samples=d.num_samples,
-        seed=d.seed,
-        split="train",
-        mode=d.mode,
-        annotations=d.annotations,
-        labels=d.labels,
-    )
+    plan = plan_source(replace(src, split="train"))
     if isinstance(plan, TarPlan):
         # Tars are never listed image by image: count from the first 64 MiB (exact on small
         # inputs), which only sets the epoch length of an epochs-based schedule.

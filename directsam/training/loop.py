@@ -71,7 +71,7 @@ def checkpoint_meta(cfg: TrainConfig) -> dict[str, Any]:
         "resolution": cfg.data.resolution,
         "thickness": cfg.data.thickness,
         "threshold": cfg.validation.threshold,
-        "dataset": cfg.data.dataset or os.path.basename(cfg.data.input.rstrip("/")),
+        "dataset": cfg.source.dataset or os.path.basename(cfg.source.input.rstrip("/")),
         "config": to_dict(cfg),
     }
 

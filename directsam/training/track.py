@@ -43,7 +43,7 @@ def tracking_tags(cfg: TrainConfig) -> dict[str, Any]:
 
     tags: dict[str, Any] = {
         "directsam.stage": cfg.stage,
-        "directsam.dataset": cfg.data.dataset or os.path.basename(cfg.data.input.rstrip("/")),
+        "directsam.dataset": cfg.source.dataset or os.path.basename(cfg.source.input.rstrip("/")),
         "directsam.init": cfg.init,
         "directsam.storage_path": cfg.run.storage_path,
     }

@@ -63,8 +63,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     from directsam.tracking import resolve_tracking_uri
 
     cfg = from_dict(type(cfg), to_dict(cfg))
-    d = cfg.data
-    d.input, d.annotations, d.labels = _abs(d.input), _abs(d.annotations), _abs(d.labels)
+    src = cfg.source
+    src.input = _abs(src.input) or ""
+    src.annotations, src.labels = _abs(src.annotations), _abs(src.labels)
     if is_local_path(cfg.init):
         cfg.init = _abs(cfg.init) or cfg.init
     cfg.run.storage_path = _abs(cfg.run.storage_path) or cfg.run.storage_path

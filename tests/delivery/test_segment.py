@@ -21,7 +21,7 @@ def test_segment_one_image_cli_reads_back_as_sa1b(tmp_path, tiny_checkpoint, ima
     from PIL import Image
 
     from directsam.cli import main
-    from directsam.data.sources import list_source
+    from directsam.data.sources import SourceSpec, list_source
     from directsam.data.sources.reader import read_items
 
     src = tmp_path / "sa_5.jpg"
@@ -44,7 +44,7 @@ def test_segment_one_image_cli_reads_back_as_sa1b(tmp_path, tiny_checkpoint, ima
     assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == ["sa_5.jpg", "sa_5.json"]
     # Our SA-1B source lists the folder and reads the pair back (driver-side, no Ray).
-    items = list_source("sa1b", str(out))
+    items = list_source(SourceSpec("sa1b", str(out)))
     rows = read_items(
         {
             k: np.array(
@@ -85,7 +85,7 @@ def test_segment_one_image_cli_reads_back_as_sa1b(tmp_path, tiny_checkpoint, ima
 def test_segment_ray_job_round_trips_through_sa1b_source(
     ray_local, tmp_path, sample_root, tiny_checkpoint
 ):
-    from directsam.data.sources import read_source
+    from directsam.data.sources import SourceSpec, read_source
     from directsam.delivery.segment import SUCCESS_FILE, run_segment
 
     n = 4
@@ -93,20 +93,18 @@ def test_segment_ray_job_round_trips_through_sa1b_source(
     t = _threshold(tiny_checkpoint, first)
     out = tmp_path / "seg"
     summary = run_segment(
-        "sa1b",
-        str(sample_root / "tars"),
+        SourceSpec("sa1b", str(sample_root / "tars"), num_samples=n),
         out,
         str(tiny_checkpoint),
         threshold=t,
         device="cpu",
         batch_size=3,
         copy_images=True,
-        num_samples=n,
         log=lambda *_: None,
     )
     assert summary["num_images"] == summary["num_ok"] == n and summary["num_failed"] == 0
     assert json.loads((out / SUCCESS_FILE).read_text())["num_ok"] == n
-    rows = read_source("sa1b", str(out)).take_all()
+    rows = read_source(SourceSpec("sa1b", str(out))).take_all()
     assert len(rows) == n and all(r["error"] is None for r in rows)
     total = 0
     for row in sorted(rows, key=lambda r: r["image_id"]):

@@ -43,7 +43,7 @@ def test_missing_required_flags_are_all_reported(capsys):
 def test_sweep_flags_and_grids(capsys):
     assert cli.sweep_main([*BASE, "--tolerances", "3,0"]) == 2
     assert "--tolerances" in capsys.readouterr().err
-    cfg = load_config(SweepConfig, values={"checkpoint": "c", "input": "i", "tolerances": "5,3,5",
+    cfg = load_config(SweepConfig, values={"checkpoint": "c", "source.input": "i", "tolerances": "5,3,5",
                                            "resolutions": "512,1024"})  # fmt: skip
     assert cfg.tolerance_grid() == [3, 5] and cfg.resolution_grid() == [512, 1024]
     at = cfg.at_resolution(512)
@@ -51,8 +51,16 @@ def test_sweep_flags_and_grids(capsys):
 
 
 def test_defaults_are_the_seeds():
-    cfg = EvalConfig(checkpoint="c", input="i")
-    assert (cfg.resolution, cfg.thickness, cfg.tolerance, cfg.num_samples) == (1024, 2, 5, 100)
+    cfg = EvalConfig(checkpoint="c")
+    cfg.source.input = "i"
+    assert (cfg.resolution, cfg.thickness, cfg.tolerance, cfg.source.num_samples) == (
+        1024,
+        2,
+        5,
+        100,
+    )
+    assert (cfg.source.type, cfg.source.split, cfg.source.registry) == (
+        "sa1b", "val", "configs/eval_datasets.yaml")  # fmt: skip
     assert cfg.thresholds == [0.1, 0.2, 0.3, 0.4, 0.5] and cfg.panel_at() == 0.3
     assert cfg.experiment == "directsam-eval" and cfg.validate() == []
     with pytest.raises(ConfigError, match="--config"):
@@ -62,9 +70,9 @@ def test_defaults_are_the_seeds():
 def test_shipped_configs_load(tmp_path):
     for name, cls in [("configs/evaluate.yaml", EvalConfig), ("configs/sweep.yaml", SweepConfig),
                       ("configs/smoke/sweep.yaml", SweepConfig)]:  # fmt: skip
-        cfg = load_config(cls, path=name, values={"checkpoint": "c", "input": "i"})
+        cfg = load_config(cls, path=name, values={"checkpoint": "c", "source.input": "i"})
         assert cfg.thresholds == [0.1, 0.2, 0.3, 0.4, 0.5]
-    from directsam.labeling.registry import load_registry
+    from directsam.data.sources.registry import load_registry
 
     entries = load_registry("configs/eval_datasets.yaml")
     assert {"PascalPanopticParts", "ADE20k", "COCONut_relabeld_COCO_val", "DUTS-TE"} <= set(entries)
@@ -84,7 +92,7 @@ def test_registry_fills_source_keys(tmp_path):
         ["--checkpoint", "c", "--dataset", "ADE20k", "--registry", str(registry)]
     )
     cfg = cli._load(EvalConfig, args, sweep=False)
-    assert (cfg.source, cfg.input, cfg.labels, cfg.split) == (
+    assert (cfg.source.type, cfg.source.input, cfg.source.labels, cfg.source.split) == (
         "labelmap",
         "/data/ade/images",
         "/data/ade/labels",
@@ -92,7 +100,8 @@ def test_registry_fills_source_keys(tmp_path):
     )
     args = parser.parse_args(["--checkpoint", "c", "--dataset", "ADE20k", "--registry", str(registry),
                               "--input", "/mine"])  # fmt: skip
-    assert cli._load(EvalConfig, args, sweep=False).input == "/mine"  # flags win
+    mine = cli._load(EvalConfig, args, sweep=False).source
+    assert (mine.type, mine.input, mine.labels) == ("labelmap", "/mine", "/data/ade/labels")
     args = parser.parse_args(
         ["--checkpoint", "c", "--dataset", "Empty", "--registry", str(registry)]
     )

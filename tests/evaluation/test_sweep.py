@@ -150,12 +150,12 @@ def test_cache_matches_a_direct_predictor_run(swept, env):
     """Cached probabilities = BoundaryPredictor on the same images within quantisation; the GT
     is the annotation's boundary at the eval resolution with thickness 2."""
     from directsam.data.decode import decode_image, resize_rgb
-    from directsam.data.sources import list_source, read_uri
+    from directsam.data.sources import SourceSpec, list_source, read_uri
     from directsam.data.targets import annotation_to_boundary
     from directsam.inference.predictor import BoundaryPredictor
 
     cached = _cached(swept["location"])
-    items = list_source("sa1b", str(env["sample"]), split="all", num_samples=6)
+    items = list_source(SourceSpec("sa1b", str(env["sample"]), split="all", num_samples=6))
     predictor = BoundaryPredictor(swept["checkpoint"], device="cpu", dtype="fp32", resolution=RES)
     for item in items:
         image = decode_image(read_uri(item.source_uri))

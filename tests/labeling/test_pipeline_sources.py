@@ -8,7 +8,7 @@ from directsam.data.boundary import label_map_to_boundary
 from directsam.data.decode import decode_label_map, resize_label_map
 from directsam.data.rle import mask_to_rle
 from directsam.data.sample import make_sample
-from directsam.data.sources import list_source, read_source
+from directsam.data.sources import SourceSpec, list_source, read_source
 from directsam.labeling.pipeline import run_labeling
 from tests.labeling.corrupt import code_of, corrupt_labelmap, corrupt_sa1b
 from tests.labeling.helpers import R, assert_good_rows_valid, label_config, read_generation
@@ -86,14 +86,17 @@ def test_read_source_datasets_have_one_row_per_input(ray_local, tmp_path):
         ("labelmap", lm),
         ("images", coco / "images"),
     ):
-        rows = read_source(source, str(path)).take_all()
+        rows = read_source(SourceSpec(source, str(path))).take_all()
         assert sorted(r["image_id"] for r in rows) == [
-            i.image_id for i in list_source(source, str(path))
+            i.image_id for i in list_source(SourceSpec(source, str(path)))
         ]
     # Tar shards stream through read_webdataset; a subset goes through the listing: same rows.
-    streamed = {r["image_id"]: r for r in read_source("sa1b", str(sa1b / "tars")).take_all()}
+    streamed = {
+        r["image_id"]: r for r in read_source(SourceSpec("sa1b", str(sa1b / "tars"))).take_all()
+    }
     listed = {
-        r["image_id"]: r for r in read_source("sa1b", str(sa1b / "tars"), num_samples=6).take_all()
+        r["image_id"]: r
+        for r in read_source(SourceSpec("sa1b", str(sa1b / "tars"), num_samples=6)).take_all()
     }
     assert sorted(streamed) == sorted(listed) == [f"sa_{n}" for n in range(1, 7)]
     for key, row in streamed.items():
@@ -102,7 +105,7 @@ def test_read_source_datasets_have_one_row_per_input(ray_local, tmp_path):
         assert bytes(row["image_bytes"]) == bytes(listed[key]["image_bytes"])
         assert bytes(row["annotation"]) == bytes(listed[key]["annotation"])
     assert bytes(streamed["sa_1"]["image_bytes"]).startswith(b"\xff\xd8")  # still compressed
-    val = read_source("sa1b", str(sa1b), split="val").take_all()
+    val = read_source(SourceSpec("sa1b", str(sa1b), split="val")).take_all()
     assert [r["image_id"] for r in val] == ["sa_6"]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from directsam.data.sample import make_sample
-from directsam.data.sources import list_source, read_items, read_uri
+from directsam.data.sources import SourceSpec, list_source, read_items, read_uri
 from directsam.data.sources.fs import tar_index
 from directsam.schema import ERROR, IMAGE_BYTES, InputError
 from tests.labeling.corrupt import code_of, corrupt_labelmap
@@ -29,10 +29,10 @@ def _read(items):
 
 
 def test_sa1b_layouts_list_the_same_images(sa1b_root):
-    folders = list_source("sa1b", str(sa1b_root))
-    one = list_source("sa1b", str(sa1b_root / "sa_000001"))
-    tars = list_source("sa1b", str(sa1b_root / "tars"))
-    single_tar = list_source("sa1b", str(sa1b_root / "tars" / "sa_000000.tar"))
+    folders = list_source(SourceSpec("sa1b", str(sa1b_root)))
+    one = list_source(SourceSpec("sa1b", str(sa1b_root / "sa_000001")))
+    tars = list_source(SourceSpec("sa1b", str(sa1b_root / "tars")))
+    single_tar = list_source(SourceSpec("sa1b", str(sa1b_root / "tars" / "sa_000000.tar")))
     ids = sorted(f"sa_{n}" for n in range(1, 13))
     assert [i.image_id for i in folders] == ids == [i.image_id for i in tars]
     assert [i.image_id for i in one] == sorted(f"sa_{n}" for n in range(6, 11))
@@ -65,7 +65,7 @@ def test_truncated_tar_keeps_listed_members_and_fails_the_cut_one(tmp_path, sa1b
     cut.parent.mkdir()
     cut.write_bytes(src[: cut_member.offset_data + 10])  # cut inside sa_2.json's data
     (tmp_path / "tars" / "bad.tar").write_bytes(b"definitely not a tar" * 40)
-    items = list_source("sa1b", str(tmp_path / "tars"))
+    items = list_source(SourceSpec("sa1b", str(tmp_path / "tars")))
     errors = dict(zip([i.image_id for i in items], _read(items)[ERROR], strict=True))
     # Members past the cut are unknowable: the cut image fails naming the damage, and a tar
     # that is not a tar at all is one failed row named after the tar and the byte.
@@ -80,7 +80,7 @@ def test_truncated_tar_keeps_listed_members_and_fails_the_cut_one(tmp_path, sa1b
 
 def test_coco_listing_records_and_lvis_coco_url(tmp_path):
     root = make_sample(tmp_path / "c", num_images=3, seed=2, kind="coco", height=40, width=56)
-    items = list_source("coco", str(root))
+    items = list_source(SourceSpec("coco", str(root)))
     assert [i.image_id for i in items] == ["1", "2", "3"]
     doc = json.loads((root / "annotations.json").read_text())
     rec = json.loads(items[1].annotation)
@@ -92,21 +92,25 @@ def test_coco_listing_records_and_lvis_coco_url(tmp_path):
         url = f"http://images.cocodataset.org/train2017/{img.pop('file_name')}"
         img["coco_url"] = url
     (tmp_path / "lvis.json").write_text(json.dumps(doc))
-    lvis = list_source("coco", str(root / "images"), annotations=str(tmp_path / "lvis.json"))
+    lvis = list_source(
+        SourceSpec("coco", str(root / "images"), annotations=str(tmp_path / "lvis.json"))
+    )
     assert [i.source_uri for i in lvis] == [i.source_uri for i in items]
     assert all(e is None for e in _read(lvis)[ERROR])
     with pytest.raises(ValueError, match="--annotations"):
-        list_source("coco", str(root / "images"))
+        list_source(SourceSpec("coco", str(root / "images")))
 
 
 def test_labelmap_pairs_by_stem_and_flags_missing_labels(tmp_path):
     expected = corrupt_labelmap(tmp_path / "lm")
-    items = list_source("labelmap", str(tmp_path / "lm"), mode="force_binary")
+    items = list_source(SourceSpec("labelmap", str(tmp_path / "lm"), mode="force_binary"))
     assert [i.image_id for i in items] == sorted(expected)
     assert {i.label_mode for i in items} == {"force_binary"}
     assert [code_of(i.error) for i in items] == [None, "annotation_missing", None, None, None]
     explicit = list_source(
-        "labelmap", str(tmp_path / "lm" / "images"), labels=str(tmp_path / "lm" / "labels")
+        SourceSpec(
+            "labelmap", str(tmp_path / "lm" / "images"), labels=str(tmp_path / "lm" / "labels")
+        )
     )
     assert [i.annotation_uri for i in explicit] == [i.annotation_uri for i in items]
 
@@ -116,26 +120,28 @@ def test_images_ids_are_relative_paths_and_unique(tmp_path):
     (root / "sub").mkdir(parents=True)
     for rel in ("a.jpg", "a.png", "sub/b.JPG", "notes.txt", ".hidden.jpg"):
         (root / rel).write_bytes(b"x")
-    items = list_source("images", str(root))
+    items = list_source(SourceSpec("images", str(root)))
     assert [i.image_id for i in items] == ["a.jpg", "a.png", "sub/b"]
     assert {i.annotation_kind for i in items} == {"none"}
 
 
 def test_split_and_subsets_follow_sorted_ids(sa1b_root):
-    full = [i.image_id for i in list_source("sa1b", str(sa1b_root))]
-    train = [i.image_id for i in list_source("sa1b", str(sa1b_root), split="train")]
-    val = [i.image_id for i in list_source("sa1b", str(sa1b_root), split="val")]
+    full = [i.image_id for i in list_source(SourceSpec("sa1b", str(sa1b_root)))]
+    train = [i.image_id for i in list_source(SourceSpec("sa1b", str(sa1b_root), split="train"))]
+    val = [i.image_id for i in list_source(SourceSpec("sa1b", str(sa1b_root), split="val"))]
     assert val == full[-1:] and train == full[:-1]  # ceil(1% of 12) = 1
-    assert [i.image_id for i in list_source("sa1b", str(sa1b_root), num_samples=3)] == full[:3]
-    a = [i.image_id for i in list_source("sa1b", str(sa1b_root), num_samples=4, seed=7)]
-    b = [i.image_id for i in list_source("sa1b", str(sa1b_root), num_samples=4, seed=7)]
+    assert [
+        i.image_id for i in list_source(SourceSpec("sa1b", str(sa1b_root), num_samples=3))
+    ] == full[:3]
+    a = [i.image_id for i in list_source(SourceSpec("sa1b", str(sa1b_root), num_samples=4, seed=7))]
+    b = [i.image_id for i in list_source(SourceSpec("sa1b", str(sa1b_root), num_samples=4, seed=7))]
     assert a == b == sorted(a) and len(set(a)) == 4 and set(a) <= set(full)
 
 
 def test_bad_arguments_name_their_flag(tmp_path):
     with pytest.raises(ValueError, match="--source"):
-        list_source("tiff", str(tmp_path))
+        list_source(SourceSpec("tiff", str(tmp_path)))
     with pytest.raises(ValueError, match="--input"):
-        list_source("images", str(tmp_path / "missing"))
+        list_source(SourceSpec("images", str(tmp_path / "missing")))
     with pytest.raises(ValueError, match="--split"):
-        list_source("images", str(tmp_path), split="test")
+        list_source(SourceSpec("images", str(tmp_path), split="test"))

@@ -90,9 +90,11 @@ def test_label_predictor_on_cuda_runs_bf16_and_matches_the_predictor(batch):
 
 
 def _listing_batch(root):
-    from directsam.data.sources import list_source
+    from directsam.data.sources import SourceSpec, list_source
 
-    rows = [dict(i.to_row(), block=0) for i in list_source("sa1b", str(root), dataset="sa")]
+    rows = [
+        dict(i.to_row(), block=0) for i in list_source(SourceSpec("sa1b", str(root), dataset="sa"))
+    ]
     return {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
 
 

@@ -13,7 +13,7 @@ from directsam.data.decode import decode_image, decode_label_map, resize_label_m
 from directsam.data.rle import mask_to_rle
 from directsam.data.sa1b import parse_sa1b_annotation
 from directsam.data.sample import make_sample
-from directsam.data.sources import list_source, read_items
+from directsam.data.sources import SourceSpec, list_source, read_items
 from directsam.data.targets import annotation_to_boundary, decode_rows, resize_boundary
 from directsam.schema import InputError
 from tests.labeling.corrupt import code_of, corrupt_labelmap, corrupt_sa1b
@@ -28,7 +28,7 @@ def _rows(items):
 
 def test_sa1b_rows_match_reference(tmp_path):
     root = make_sample(tmp_path, num_images=3, seed=5, kind="sa1b", height=40, width=56)
-    batch = _rows(list_source("sa1b", str(root)))
+    batch = _rows(list_source(SourceSpec("sa1b", str(root))))
     out = decode_rows(batch, R, T)
     assert "image_bytes" not in out and "annotation" not in out
     assert out["image"].shape == (3, R, R, 3) and out["image"].dtype == np.uint8
@@ -46,7 +46,7 @@ def test_sa1b_rows_match_reference(tmp_path):
 
 def test_coco_rows_match_reference(tmp_path):
     root = make_sample(tmp_path, num_images=2, seed=6, kind="coco", height=40, width=56)
-    batch = _rows(list_source("coco", str(root)))
+    batch = _rows(list_source(SourceSpec("coco", str(root))))
     out = decode_rows(batch, R, T)
     for i in range(2):
         _, rles = parse_coco_record(batch["annotation"][i], image_hw=(40, 56))
@@ -57,7 +57,7 @@ def test_coco_rows_match_reference(tmp_path):
 @pytest.mark.parametrize("mode", ["single_channel", "force_binary", "rgb"])
 def test_labelmap_modes_match_reference(tmp_path, mode):
     root = make_sample(tmp_path, num_images=2, seed=7, kind="labelmap", height=40, width=56)
-    batch = _rows(list_source("labelmap", str(root), mode=mode))
+    batch = _rows(list_source(SourceSpec("labelmap", str(root), mode=mode)))
     out = decode_rows(batch, R, T)
     for i in range(2):
         labels = decode_label_map(batch["annotation"][i], mode=mode)
@@ -65,20 +65,20 @@ def test_labelmap_modes_match_reference(tmp_path, mode):
         np.testing.assert_array_equal(out["target"][i], expected)
     if mode == "force_binary":
         # Binary labels have far fewer edges than the finest-segment labels.
-        full = decode_rows(_rows(list_source("labelmap", str(root))), R, T)
+        full = decode_rows(_rows(list_source(SourceSpec("labelmap", str(root)))), R, T)
         assert out["target"].sum() < full["target"].sum()
 
 
 def test_corrupt_rows_get_codes_and_zero_arrays(tmp_path):
     expected = corrupt_sa1b(tmp_path / "s")
     expected_lm = corrupt_labelmap(tmp_path / "l")
-    out = decode_rows(_rows(list_source("sa1b", str(tmp_path / "s"))), R, T)
+    out = decode_rows(_rows(list_source(SourceSpec("sa1b", str(tmp_path / "s")))), R, T)
     got = {i: code_of(e) for i, e in zip(out["image_id"], out["error"], strict=True)}
     assert got == expected
     bad = np.array([e is not None for e in out["error"]])
     assert not out["image"][bad].any() and not out["target"][bad].any()
     assert not out["has_target"][bad].any() and out["has_target"][~bad].all()
-    out = decode_rows(_rows(list_source("labelmap", str(tmp_path / "l"))), R, T)
+    out = decode_rows(_rows(list_source(SourceSpec("labelmap", str(tmp_path / "l")))), R, T)
     assert {
         i: code_of(e) for i, e in zip(out["image_id"], out["error"], strict=True)
     } == expected_lm

@@ -15,11 +15,11 @@ import pyarrow.fs as pafs
 import pytest
 
 from directsam.data.sample import make_sample
-from directsam.data.sources import fs, list_source, read_items
+from directsam.data.sources import SourceSpec, fs, list_source, read_items
 from directsam.data.sources.listing import items_of
 from directsam.data.sources.shards import layout
 from directsam.data.sources.shards.counts import shard_counts
-from directsam.data.sources.shards.source import list_shards
+from directsam.data.sources.shards.source import shard_items
 from directsam.data.targets import decode_rows
 from directsam.labeling.writer import (
     block_status,
@@ -70,8 +70,8 @@ def _read(items):
 )
 def test_sources_read_the_same_rows_from_a_bucket(bucket, source, rel, kw):
     local, _ = bucket
-    here = list_source(source, str(local / rel), **kw)
-    there = list_source(source, f"s3://bucket/data/{rel}", **kw)
+    here = list_source(SourceSpec(source, str(local / rel), **kw))
+    there = list_source(SourceSpec(source, f"s3://bucket/data/{rel}", **kw))
     assert [i.image_id for i in there] == [i.image_id for i in here] and len(here) >= 2
     for a, b in zip(here, there, strict=True):
         assert b.source_uri == a.source_uri.replace(str(local), "s3://bucket/data")
@@ -88,14 +88,14 @@ def test_sources_read_the_same_rows_from_a_bucket(bucket, source, rel, kw):
 def test_missing_objects_are_row_errors_and_listing_errors(bucket):
     _, mock = bucket
     mock.delete_file("bucket/data/sa1b/sa_000000/sa_2.jpg")
-    items = list_source("sa1b", "s3://bucket/data/sa1b/tars")
+    items = list_source(SourceSpec("sa1b", "s3://bucket/data/sa1b/tars"))
     mock.delete_file("bucket/data/coco/images/000000000002.jpg")
-    rows = _read(list_source("coco", "s3://bucket/data/coco"))
+    rows = _read(list_source(SourceSpec("coco", "s3://bucket/data/coco")))
     assert [e is None for e in rows["error"]] == [True, False, True]
     assert rows["error"][1].startswith("read_failed: s3://bucket/data/coco/images/000000000002")
     assert all(i.error is None for i in items)  # tar members are unaffected
     with pytest.raises(ValueError, match="--input"):
-        list_source("images", "s3://bucket/nothing-here")
+        list_source(SourceSpec("images", "s3://bucket/nothing-here"))
 
 
 def test_shards_written_atomically_to_a_bucket_and_relisted(bucket):
@@ -135,7 +135,7 @@ def test_shards_written_atomically_to_a_bucket_and_relisted(bucket):
     assert layout.part_files(gen) == [uri]
     counts = shard_counts([uri])
     assert (counts["num_rows"], counts["num_good"], counts["num_failed"]) == (3, 2, 1)
-    items = items_of(list_shards(gen, None))  # an Arrow listing table
+    items = items_of(shard_items(gen, None))  # an Arrow listing table
     assert [(i.image_id, i.source_uri, i.annotation_kind) for i in items] == [
         ("a", "s3://bucket/data/a.jpg", "shard"),
         ("b", "s3://bucket/data/b.jpg", "none"),

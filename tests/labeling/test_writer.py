@@ -10,12 +10,12 @@ import pytest
 
 from directsam.config import ConfigError, load_config
 from directsam.data.rle import mask_to_rle, rle_to_mask
+from directsam.data.sources.registry import load_registry, validate_entry
 from directsam.data.sources.shards import layout
 from directsam.data.sources.shards.counts import shard_counts
 from directsam.data.sources.shards.layout import clean_temp_files, select_generations
 from directsam.data.sources.shards.merged import merge_boundaries, merge_rows
 from directsam.labeling.config import LabelConfig
-from directsam.labeling.registry import load_registry, validate_entry
 from directsam.labeling.writer import (
     PlanMismatchError,
     block_status,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 
@@ -108,3 +108,66 @@ def test_round_trip_flatten_and_hash():
     assert config_hash(cfg, ["model"]) == config_hash(same, ["model"])
     assert config_hash(cfg) != config_hash(same)
     assert len(config_hash(cfg)) == 10
+
+
+@dataclass
+class SmallJob(Job):
+    """A job whose section defaults differ from the section class's (as self-train's do)."""
+
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"model_spec": "model.spec", "model": "model.spec"}
+
+    model: ModelPart = field(default_factory=lambda: ModelPart(spec="scratch:b1", dtype="bf16"))
+    mode: Literal["a", "b"] | None = None
+
+
+def test_a_partly_given_section_keeps_the_jobs_own_defaults():
+    cfg = load_config(SmallJob, overrides=["model.threshold=0.3"])
+    assert (cfg.model.spec, cfg.model.dtype, cfg.model.threshold) == ("scratch:b1", "bf16", 0.3)
+    assert load_config(SmallJob).model == ModelPart(spec="scratch:b1", dtype="bf16")
+    assert load_config(Job, overrides=["model.threshold=0.3"]).model.spec == "scratch:b0"
+
+
+def test_renamed_keys_are_refused_naming_the_new_key(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("model_spec: scratch:b3\nsteps: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(SmallJob, path=old)
+    assert "the key 'model_spec' is now 'model.spec'" in str(info.value)
+    assert 'write model.spec: "scratch:b3"' in str(info.value)
+    # An old plain value where a section now is; refused even when a flag fills the section.
+    old.write_text("model: scratch:b3\n")
+    with pytest.raises(ConfigError, match="the key 'model' is now 'model.spec'"):
+        load_config(SmallJob, path=old, values={"model.threshold": 0.3})
+    with pytest.raises(ConfigError, match="--set model_spec: the key 'model_spec' is now"):
+        load_config(SmallJob, overrides=["model_spec=x"])
+    assert load_config(SmallJob, overrides=["model.spec=x"]).model.spec == "x"  # a section
+
+
+def test_prepare_sees_what_was_given_before_the_build():
+    seen = []
+
+    def prepare(raw, flag_names):
+        seen.append(({k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()},
+                     dict(flag_names)))  # fmt: skip
+        raw.setdefault("model", {}).setdefault("spec", "filled")
+
+    cfg = load_config(Job, overrides=["steps=5"], flag_names={"steps": "--steps"},
+                      prepare=prepare)  # fmt: skip
+    assert seen == [({"steps": 5}, {"steps": "--steps"})]
+    assert cfg.model.spec == "filled"
+    given = load_config(Job, overrides=["model.spec=mine"], prepare=prepare)
+    assert given.model.spec == "mine"
+
+
+def test_hash_names_and_empty_optional_choices():
+    cfg = load_config(Job, overrides=["model.spec=scratch:b2"])
+    renamed = {"model.spec": "old.spec", "model.threshold": "old.threshold",
+               "model.dtype": "old.dtype"}  # fmt: skip
+    old = {"old": {"spec": "scratch:b2", "threshold": 0.5, "dtype": "fp32"}}
+    assert config_hash(cfg, ["model"], names=renamed) == config_hash(old, ["old"])
+    assert config_hash(cfg, ["model"], names=renamed) != config_hash(cfg, ["model"])
+    # An empty optional choice is unset; an empty required choice is still refused.
+    assert load_config(SmallJob, overrides=["mode="]).mode is None
+    assert load_config(SmallJob, overrides=["mode=b"]).mode == "b"
+    with pytest.raises(ConfigError, match="--set model.dtype: expected one of"):
+        load_config(SmallJob, overrides=["model.dtype="])

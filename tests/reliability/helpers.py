@@ -58,11 +58,11 @@ def code_of(error: str | None) -> str | None:
 
 def reference_rows(cfg: LabelConfig) -> dict[str, dict[str, Any]]:
     """image_id -> {error, pseudo_counts, human_counts} from the stages run directly, no Ray."""
-    from directsam.data.sources import list_source
+    from directsam.data.sources import SourceSpec, list_source
     from directsam.labeling.stages import LabelPredictor, encode_pseudo, prepare_rows
 
     src = cfg.source
-    items = list_source(src.type, src.input, dataset=src.dataset or None, mode=src.mode)
+    items = list_source(SourceSpec(src.type, src.input, dataset=src.dataset or None, mode=src.mode))
     rows = [dict(i.to_row(), block=0) for i in items]
     batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
     prepared = prepare_rows(batch, cfg.model.resolution, cfg.thickness)

@@ -154,11 +154,11 @@ def test_label_maps_of_the_wrong_size_and_garbage_label_files():
 
 
 def test_missing_annotation_file_is_a_failed_listing_row(tmp_path):
-    from directsam.data.sources import list_source
+    from directsam.data.sources import SourceSpec, list_source
 
     make_sample(tmp_path, num_images=3, seed=1, kind="sa1b", height=24, width=32)
     (tmp_path / "sa_000000" / "sa_2.json").unlink()
-    items = {i.image_id: i for i in list_source("sa1b", str(tmp_path / "sa_000000"))}
+    items = {i.image_id: i for i in list_source(SourceSpec("sa1b", str(tmp_path / "sa_000000")))}
     assert items["sa_2"].error.startswith("annotation_missing: ")
     assert "sa_2.jpg" in items["sa_2"].error and items["sa_1"].error is None
 

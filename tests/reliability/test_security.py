@@ -234,7 +234,7 @@ def test_manifest_records_cannot_name_paths_outside_the_root(name):
 def test_coco_file_names_cannot_leave_the_image_root(tmp_path):
     import json
 
-    from directsam.data.sources import list_source
+    from directsam.data.sources import SourceSpec, list_source
 
     (tmp_path / "secret.jpg").write_bytes(b"outside the dataset")
     root = tmp_path / "coco"
@@ -245,7 +245,7 @@ def test_coco_file_names_cannot_leave_the_image_root(tmp_path):
         {"id": 3, "file_name": "ok.jpg", "height": 4, "width": 4},
     ]
     (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": []}))
-    items = {i.image_id: i for i in list_source("coco", str(root))}
+    items = {i.image_id: i for i in list_source(SourceSpec("coco", str(root)))}
     for bad in ("1", "2"):
         assert items[bad].error and items[bad].error.startswith("annotation_invalid: ")
         assert "outside" in items[bad].error

@@ -85,7 +85,7 @@ def _train_row(folder: Path, thickness: int, tmp: Path) -> dict[str, np.ndarray]
     from directsam.training.data import build_datasets
 
     cfg = load_config(PretrainConfig, SMOKE, overrides=[
-        f"data.input={folder}", f"data.resolution={R}", f"data.thickness={thickness}",
+        f"source.input={folder}", f"data.resolution={R}", f"data.thickness={thickness}",
         "validation.every_steps=0", f"run.storage_path={tmp}",
     ])  # fmt: skip
     train, _ = build_datasets(cfg)
@@ -117,13 +117,14 @@ class _Capture:
 def _eval_cache_row(folder: Path, thickness: int, tmp: Path):
     """``sa_1`` of a freshly built evaluation cache (scratch:tiny; the GT does not depend on
     the model)."""
+    from directsam.data.sources import SourceSpec
     from directsam.evaluation import cache as cache_mod
     from directsam.evaluation.config import EvalConfig
     from directsam.evaluation.evaluate import build_cache
 
     cfg = EvalConfig(
-        checkpoint="scratch:tiny", source="sa1b", input=str(folder), split="all",
-        resolution=R, thickness=thickness, num_samples=None, device="cpu", dtype="fp32",
+        checkpoint="scratch:tiny", source=SourceSpec("sa1b", str(folder), split="all"),
+        resolution=R, thickness=thickness, device="cpu", dtype="fp32",
         cache_dir=str(tmp / f"cache-{thickness}"), output=str(tmp / "eval"), tracking=False,
         num_panels=0,
     )  # fmt: skip
@@ -135,10 +136,10 @@ def _eval_cache_row(folder: Path, thickness: int, tmp: Path):
 def _stage2_human_boundary(folder: Path, thickness: int) -> np.ndarray:
     """The human boundary stage 2 stores for ``sa_1`` (stage 3 trains on it), decoded."""
     from directsam.data.rle import rle_to_mask
-    from directsam.data.sources import list_source
+    from directsam.data.sources import SourceSpec, list_source
     from directsam.labeling.stages import HUMAN_COUNTS, prepare_rows
 
-    (item,) = [i for i in list_source("sa1b", str(folder)) if i.image_id == "sa_1"]
+    (item,) = [i for i in list_source(SourceSpec("sa1b", str(folder))) if i.image_id == "sa_1"]
     row = {**item.to_row(), "block": 0}
     batch = {k: np.array([v], dtype=object) for k, v in row.items()}
     out = prepare_rows(batch, R, thickness)
@@ -173,7 +174,7 @@ def test_predictor_gets_the_training_pixels(ray_local, folders, tmp_path):
     import torch
 
     from directsam.data.decode import decode_image
-    from directsam.data.sources import read_source
+    from directsam.data.sources import SourceSpec, read_source
     from directsam.evaluation.evaluate import CachePredictor, decode_for_eval
     from directsam.inference import BoundaryPredictor
     from directsam.labeling.stages import LabelPredictor
@@ -192,7 +193,7 @@ def test_predictor_gets_the_training_pixels(ray_local, folders, tmp_path):
     )
 
     # Evaluation actor on the evaluation's own decode (the image arrives at R already).
-    ds = read_source("sa1b", str(folder), split="all").map_batches(
+    ds = read_source(SourceSpec("sa1b", str(folder), split="all")).map_batches(
         decode_for_eval, fn_kwargs={"resolution": R, "thickness": 2}, batch_size=4
     )
     batch = ds.take_batch(4)

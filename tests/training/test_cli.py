@@ -19,7 +19,7 @@ def _cfg(stage: str, *argv: str):
 
 def test_presets_carry_the_seed_settings():
     pre = _cfg("pretrain", "--config", str(REPO / "configs/pretrain.yaml"), "--data", "/d")
-    assert (pre.data.source, pre.data.resolution, pre.data.thickness) == ("sa1b", 1800, 3)
+    assert (pre.source.type, pre.data.resolution, pre.data.thickness) == ("sa1b", 1800, 3)
     o = pre.optim
     assert (o.lr, o.batch_size, o.grad_accum, o.warmup_steps, o.grad_clip) == (
         1e-4,
@@ -30,10 +30,19 @@ def test_presets_carry_the_seed_settings():
     )
     assert (o.schedule, o.augment_p, o.precision) == ("constant", 0.25, "auto")
     st = _cfg("self_train", "--config", str(REPO / "configs/self_train.yaml"), "--data", "/d")
-    assert (st.data.source, st.data.resolution) == ("shards", 1024)
+    assert (st.source.type, st.data.resolution) == ("shards", 1024)
     o = st.optim
     assert (o.lr, o.batch_size, o.grad_accum, o.epochs) == (5e-5, 4, 8, 5)
     assert pre.experiment() == "directsam-pretrain" and st.experiment() == "directsam-self-train"
+
+
+def test_a_job_without_a_preset_keeps_its_own_section_defaults():
+    # A section given in part (here by --data alone) keeps the stage's defaults for the rest:
+    # self-train reads shards at 1024 px, not the section class's sa1b at 1800 px.
+    st = _cfg("self_train", "--data", "/d")
+    assert (st.source.type, st.source.input, st.data.resolution) == ("shards", "/d", 1024)
+    pre = _cfg("pretrain", "--data", "/d", "--set", "data.thickness=5")
+    assert (pre.source.type, pre.data.resolution, pre.data.thickness) == ("sa1b", 1800, 5)
 
 
 def test_flags_map_to_config_keys_and_set_wins():
@@ -45,7 +54,7 @@ def test_flags_map_to_config_keys_and_set_wins():
         "--experiment", "exp", "--run-name", "r1", "--set", "optim.max_steps=9",
         "--set", "optim.schedule=cosine",
     )  # fmt: skip
-    assert (cfg.data.input, cfg.data.source, cfg.run.storage_path) == (
+    assert (cfg.source.input, cfg.source.type, cfg.run.storage_path) == (
         "/data/sa1b",
         "images",
         "s3://b/runs",
@@ -75,7 +84,7 @@ def test_run_name_depends_on_shape_not_length(tmp_path):
     assert a.run_name() == b.run_name() != c.run_name()
     assert a.run_name().startswith("directsam-pretrain-")
     # Resolution makes paths absolute, so a relative --data names the same run from any cwd.
-    assert a.data.input == str(tmp_path) and Path(a.run.storage_path).is_absolute()
+    assert a.source.input == str(tmp_path) and Path(a.run.storage_path).is_absolute()
 
 
 def test_plan_steps_and_local_mode_storage_are_checked():

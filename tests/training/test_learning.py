@@ -123,7 +123,7 @@ def test_trained_model_beats_random_init_on_held_out_scenes(ray_local, tmp_path)
     train = make_sample(tmp_path / "train", num_images=TRAIN_IMAGES, seed=0)
     val = make_sample(tmp_path / "val", num_images=VAL_IMAGES, seed=1, first_number=1001)
     cfg = load_config(PretrainConfig, SMOKE, overrides=[
-        "init=scratch:b0", f"data.input={train}", f"data.resolution={RESOLUTION}",
+        "init=scratch:b0", f"source.input={train}", f"data.resolution={RESOLUTION}",
         f"data.thickness={THICKNESS}", "data.decode_cpus=0.5", f"optim.batch_size={BATCH}",
         f"optim.max_steps={STEPS}", "optim.seed=0", "run.num_workers=0",
         f"run.storage_path={tmp_path / 'runs'}", "tracking.enabled=false",

@@ -84,7 +84,7 @@ def _expected_merged(row: dict, size: int) -> np.ndarray:
 
 
 def _config(shards: Path, *overrides: str) -> SelfTrainConfig:
-    base = [f"data.input={shards}", f"data.resolution={TRAIN_RES}", "data.decode_cpus=0.5"]
+    base = [f"source.input={shards}", f"data.resolution={TRAIN_RES}", "data.decode_cpus=0.5"]
     return load_config(SelfTrainConfig, SELF_TRAIN_PRESET, overrides=[*base, *overrides])
 
 
@@ -191,8 +191,12 @@ def test_self_train_cli_local_mode_checkpoint_and_mlflow(labeled, tmp_path, caps
     meta = json.loads((ckpt / "directsam.json").read_text())
     assert (meta["stage"], meta["step"], meta["resolution"]) == ("self_train", 2, TRAIN_RES)
     assert meta["init"] == "scratch:b0" and meta["dataset"] == shards.name
-    data = meta["config"]["data"]
-    assert (data["source"], data["input"], data["resolution"]) == ("shards", str(shards), TRAIN_RES)
+    source, data = meta["config"]["source"], meta["config"]["data"]
+    assert (source["type"], source["input"], data["resolution"]) == (
+        "shards",
+        str(shards),
+        TRAIN_RES,
+    )
     assert meta["config"]["optim"]["max_steps"] == 2
 
     client = MlflowClient(tracking_uri=uri)
@@ -202,7 +206,7 @@ def test_self_train_cli_local_mode_checkpoint_and_mlflow(labeled, tmp_path, caps
     assert run.info.run_id == summary["mlflow_run_id"] and run.info.status == "FINISHED"
     assert run.data.tags[RUN_NAME_TAG] == summary["run_name"]
     assert run.data.params["stage"] == "self_train"
-    assert run.data.params["data.source"] == "shards"
+    assert run.data.params["source.type"] == "shards"
     assert run.data.params["data.resolution"] == str(TRAIN_RES)
     loss = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "loss")}
     assert sorted(loss) == [1, 2] and all(0 < v < 10 for v in loss.values()), loss

@@ -28,7 +28,7 @@ def _config(data: Path, storage: Path, uri: str, *overrides: str) -> PretrainCon
     """The smoke preset shrunk to the tiny model at 64 px (seconds per step on 2 cores)."""
     base = [
         "init=scratch:tiny",
-        f"data.input={data}",
+        f"source.input={data}",
         "data.resolution=64",
         "data.decode_cpus=0.5",
         f"run.storage_path={storage}",

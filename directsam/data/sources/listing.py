@@ -1,9 +1,10 @@
-"""Driver-side listing of file sources -> Arrow tables of items in sorted ``image_id`` order.
+"""Listing tables: the Arrow table of listed items every lister builds, and its selection.
 
 Folders (SA-1B extracted, label maps, plain images) and COCO-style JSON are listed in O(files)
 requests (one LIST per prefix page, plus the one annotation JSON for COCO) and held as one
-Arrow table (:data:`ITEM_SCHEMA`), not as a Python object per image. SA-1B *tars* are not
-listed here: their plan is the tar objects themselves (``directsam.data.sources.plan``).
+Arrow table (:func:`item_schema`), not as a Python object per image. The listers themselves
+live in one module per source type (``directsam.data.sources.listers.LISTERS``); SA-1B *tars*
+are not listed: their plan is the tar objects themselves (``directsam.data.sources.plan``).
 Every image found becomes exactly one row; problems known at listing time (an SA-1B image
 without its JSON, a label-map image without its label) become rows with ``error`` set.
 
@@ -12,23 +13,18 @@ without its JSON, a label-map image without its label) become rows with ``error`
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from directsam.data.sources import fs
-from directsam.data.sources.objects import list_objects, stat_object
-from directsam.schema import ANNOTATION_INVALID, ANNOTATION_MISSING
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from directsam.data.sources.store import StoreOptions
+    from directsam.data.sources.spec import SourceSpec
 
-SOURCE_TYPES: tuple[str, ...] = ("sa1b", "coco", "labelmap", "images", "shards")
-SPLITS: tuple[str, ...] = ("all", "train", "val")
 VAL_FRACTION = 0.01
 
 
@@ -148,14 +144,9 @@ def table_of(items: list[SourceItem]) -> pa.Table:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _stem(rel: str) -> str:
+def stem(rel: str) -> str:
+    """``"sub/a.jpg"`` -> ``"sub/a"`` (folder sources' image ids)."""
     return os.path.splitext(rel)[0]
-
-
-def _sa1b_id(name: str) -> str:
-    from directsam.data.sa1b import sa1b_image_id
-
-    return sa1b_image_id(name)
 
 
 def sorted_unique(table: pa.Table) -> pa.Table:
@@ -185,177 +176,22 @@ def sorted_unique(table: pa.Table) -> pa.Table:
     return table.take(pc.sort_indices(table["image_id"]))
 
 
-# ----------------------------------------------------------------------------- sa1b folders
-
-
-def list_sa1b_folder(folder: str, dataset: str, out: ItemColumns) -> None:
-    """One extracted SA-1B folder (``sa_<n>.jpg`` + ``sa_<n>.json``) into ``out``."""
-    from directsam.schema import InputError
-
-    files = fs.list_files(folder, (".jpg", ".jpeg", ".json"), recursive=False)
-    jsons = {_stem(f.rel): f for f in files if f.rel.lower().endswith(".json")}
-    for f in files:
-        if f.rel.lower().endswith(".json"):
-            continue
-        ann = jsons.get(_stem(f.rel))
-        err = None if ann else f"{ANNOTATION_MISSING}: {f.uri}: no {_stem(f.rel)}.json beside it"
-        try:
-            image_id = _sa1b_id(f.rel)
-        except InputError as bad:
-            image_id, err = _stem(f.rel), str(bad)
-        out.add(image_id, f.uri, dataset, "sa1b", annotation_uri=ann.uri if ann else "", error=err)
-
-
-def sa1b_layout(input: str, store: StoreOptions) -> tuple[str, list[Any]]:
-    """Which SA-1B layout ``input`` is: ``("tars", [ObjectInfo])`` or ``("folders", [uris])``.
-
-    Accepts a ``.tar`` file, a directory of tars (one LIST per 1,000 objects), one extracted
-    folder (``sa_*.jpg`` + ``.json``) or a root holding one folder per extracted tar.
-
-    Raises:
-        FileNotFoundError: none of those.
-    """
-    if input.lower().endswith(".tar"):
-        info = stat_object(input, store)
-        if info is not None:
-            return "tars", [info]
-    tars = list_objects(input, ".tar", store)
-    if tars:
-        return "tars", tars
-    if not fs.is_dir(input):
-        raise FileNotFoundError(f"--input {input!r}: no such directory or .tar file")
-    if fs.list_files(input, (".jpg", ".jpeg"), recursive=False):
-        return "folders", [input]
-    folders = [d for d in fs.list_dirs(input) if fs.list_files(d, (".jpg", ".jpeg"), False)]
-    if not folders:
-        raise FileNotFoundError(f"--input {input!r}: no .tar shards, no .jpg, no folders of .jpg")
-    return "folders", folders
-
-
-def list_sa1b(input: str, dataset: str) -> list[SourceItem]:
-    """Items of an extracted SA-1B layout (one folder, or a root of folders), sorted by id."""
-    kind, parts = sa1b_layout(input, fs.current_store())
-    if kind != "folders":
-        raise ValueError(f"--input {input!r} holds tars: plan it with plan_source")
-    out = ItemColumns()
-    for folder in parts:
-        list_sa1b_folder(folder, dataset, out)
-    return items_of(sorted_unique(out.table()))
-
-
-# ----------------------------------------------------------------------------- coco
-
-
-def coco_paths(input: str, annotations: str | None) -> tuple[str, str]:
-    """(image root, annotation JSON) for a COCO-style source.
-
-    ``annotations`` given: images are under ``input``. Otherwise ``input`` is a directory with
-    exactly one top-level ``*.json`` and images under ``input/images`` (or ``input`` itself).
-    """
-    if annotations:
-        return input, annotations
-    if input.lower().endswith(".json"):
-        raise ValueError(
-            f"--input {input!r} is a JSON file: pass it as --annotations and the "
-            "image folder as --input"
-        )
-    jsons = [f.uri for f in fs.list_files(input, (".json",), recursive=False)]
-    if len(jsons) != 1:
-        raise ValueError(
-            f"--annotations is required: {input!r} holds {len(jsons)} top-level "
-            "JSON files, expected exactly one"
-        )
-    images = fs.join(input, "images")
-    return (images if fs.is_dir(images) else input), jsons[0]
-
-
-def list_coco(input: str, annotations: str | None, dataset: str, out: ItemColumns) -> None:
-    """COCO / LVIS / PACO / Fashionpedia / COCONut / EntitySeg instance JSON into ``out``.
-
-    Each item carries its own slice of the JSON inline (:func:`directsam.data.coco.coco_record`),
-    so workers never load the (up to GBs) whole file. LVIS entries without ``file_name`` use the
-    basename of ``coco_url``.
-    """
-    from directsam.data.coco import coco_image_id, coco_record, parse_coco_json
-    from directsam.schema import InputError
-
-    image_root, ann_uri = coco_paths(input, annotations)
-    try:
-        doc = json.loads(fs.read_uri(ann_uri))
-        for img in doc.get("images", []) if isinstance(doc, dict) else []:
-            if isinstance(img, dict) and not img.get("file_name") and img.get("coco_url"):
-                img["file_name"] = os.path.basename(str(img["coco_url"]))
-        images, by_image = parse_coco_json(doc, ann_uri)
-    except (ValueError, InputError) as err:
-        # The whole file is unusable: a configuration problem, not one bad row.
-        raise ValueError(f"--annotations {ann_uri!r}: {err}") from None
-    for img in images:
-        # file_name is joined to the image root: absolute names and '..' would read outside it.
-        name = str(img["file_name"]).replace("\\", "/")
-        error = None
-        if name.startswith("/") or ".." in name.split("/") or ":" in name.split("/")[0]:
-            error = (
-                f"{ANNOTATION_INVALID}: {ann_uri}: image {img['id']!r} file_name "
-                f"{img['file_name']!r} points outside the image root {image_root}"
-            )
-        out.add(
-            coco_image_id(img),
-            fs.join(image_root, img["file_name"]),
-            dataset,
-            "coco",
-            annotation=coco_record(img, by_image[img["id"]]),
-            error=error,
-        )
-
-
-# ----------------------------------------------------------------------------- folders
-
-
-def labelmap_paths(input: str, labels: str | None) -> tuple[str, str]:
-    """(image dir, label dir): ``--labels``, or ``input/images`` + ``input/labels``."""
-    if labels:
-        return input, labels
-    images, labs = fs.join(input, "images"), fs.join(input, "labels")
-    if fs.is_dir(images) and fs.is_dir(labs):
-        return images, labs
-    raise ValueError(f"--labels is required: {input!r} has no images/ + labels/ sub-folders")
-
-
-def list_labelmap(
-    input: str, labels: str | None, mode: str, dataset: str, out: ItemColumns
-) -> None:
-    """Image folder + label folder paired by relative path without extension, into ``out``."""
-    image_dir, label_dir = labelmap_paths(input, labels)
-    label_files = {_stem(f.rel): f.uri for f in fs.list_files(label_dir, fs.IMAGE_EXTENSIONS)}
-    for f in fs.list_files(image_dir, fs.IMAGE_EXTENSIONS):
-        label = label_files.get(_stem(f.rel))
-        error = None
-        if label is None:
-            error = f"{ANNOTATION_MISSING}: {f.uri}: no label {_stem(f.rel)}.* in {label_dir}"
-        out.add(
-            _stem(f.rel),
-            f.uri,
-            dataset,
-            "labelmap",
-            annotation_uri=label or "",
-            label_mode=mode,
-            error=error,
-        )
-
-
-def list_images(input: str, dataset: str, out: ItemColumns) -> None:
-    for f in fs.list_files(input, fs.IMAGE_EXTENSIONS):
-        out.add(_stem(f.rel), f.uri, dataset, "none")
-
-
 # ----------------------------------------------------------------------------- selection
 
 
-def default_dataset_name(source: str, input: str) -> str:
-    """A dataset name from the input path (``.../SA1B/tars`` -> ``tars``)."""
-    _, path = fs.split_scheme(input)
+def require_input(input: str) -> None:
+    """``ValueError`` naming ``--input`` unless it is a file or a folder (prefix)."""
+    if not (fs.is_dir(input) or fs.is_file(input)):
+        raise ValueError(f"--input {input!r}: no such file or directory")
+
+
+def dataset_name(spec: SourceSpec) -> str:
+    """``spec.dataset``, else a name from the input path (``.../SA1B/tars`` -> ``tars``)."""
+    if spec.dataset:
+        return spec.dataset
+    _, path = fs.split_scheme(spec.input)
     base = os.path.basename(path.split("?", 1)[0].rstrip("/"))
-    return _stem(base) or source
+    return stem(base) or str(spec.type)
 
 
 def split_cut(n: int, split: str) -> tuple[int, int]:
@@ -364,6 +200,12 @@ def split_cut(n: int, split: str) -> tuple[int, int]:
         return 0, n
     cut = n - math.ceil(n * VAL_FRACTION)
     return (0, cut) if split == "train" else (cut, n)
+
+
+def split_rows(table: pa.Table, split: str) -> pa.Table:
+    """The rows of ``split`` of a table sorted by id (sources without an official split)."""
+    start, stop = split_cut(table.num_rows, split)
+    return table.slice(start, stop - start)
 
 
 def select_rows(table: pa.Table, num_samples: int | None, seed: int | None) -> pa.Table:

@@ -1,5 +1,7 @@
 """The driver's plan of a source: tar objects (SA-1B shards) or an Arrow table of listed images.
 
+``directsam.data.sources.listers.plan_source`` makes one from a ``SourceSpec``.
+
 * :class:`TarPlan` (SA-1B tars): the tars' names, sizes and versions from one LIST per prefix
   page; no tar is opened on the driver. Work, output and resume are per tar
   (:meth:`TarPlan.units`), each tar streamed once by a Ray task.
@@ -23,23 +25,9 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from directsam.data.sources import fs
-from directsam.data.sources.listing import (
-    SOURCE_TYPES,
-    SPLITS,
-    ItemColumns,
-    default_dataset_name,
-    list_coco,
-    list_images,
-    list_labelmap,
-    list_sa1b_folder,
-    sa1b_layout,
-    select_rows,
-    sorted_unique,
-    split_cut,
-)
+from directsam.data.sources.listing import ItemColumns, sorted_unique, split_cut
 from directsam.data.sources.objects import ObjectInfo
-from directsam.data.sources.store import StoreOptions, resolve_options
+from directsam.data.sources.store import StoreOptions
 from directsam.data.sources.tarstream import TarUnit, tar_stem
 
 if TYPE_CHECKING:
@@ -95,14 +83,7 @@ class ListedPlan:
         return self.items["image_id"].to_pylist()
 
 
-def _check_args(source: str, split: str) -> None:
-    if source not in SOURCE_TYPES:
-        raise ValueError(f"--source must be one of {', '.join(SOURCE_TYPES)}, got {source!r}")
-    if split not in SPLITS:
-        raise ValueError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-
-
-def _tar_plan(
+def tar_plan(
     tars: list[ObjectInfo],
     dataset: str,
     store: StoreOptions,
@@ -110,6 +91,7 @@ def _tar_plan(
     num_samples: int | None,
     seed: int | None,
 ) -> TarPlan:
+    """The tars of ``split`` in reading order, with the subset (module docstring)."""
     tars = sorted(tars, key=lambda t: t.uri)
     start, stop = split_cut(len(tars), split)
     if split == "train" and start == stop:
@@ -122,77 +104,6 @@ def _tar_plan(
         random.Random(seed).shuffle(chosen)
     selection = {"split": split, "num_samples": num_samples, "seed": seed}
     return TarPlan(dataset, tuple(chosen), store, num_samples, selection)
-
-
-def plan_source(
-    source: str,
-    input: str,
-    *,
-    dataset: str | None = None,
-    num_samples: int | None = None,
-    seed: int | None = None,
-    split: str = "all",
-    mode: str = "single_channel",
-    annotations: str | None = None,
-    labels: str | None = None,
-    store: StoreOptions | None = None,
-) -> TarPlan | ListedPlan:
-    """Plan a source on the driver (see the module docstring for tars vs listed sources).
-
-    Args:
-        source: ``sa1b`` | ``coco`` | ``labelmap`` | ``images`` | ``shards``.
-        input: local path or URI (``s3://bucket/prefix?endpoint_override=host:9000&scheme=http``
-            sets the endpoint for this job); layouts in ``docs/LABELING.md``.
-        dataset: dataset name (default: the input folder's name; shards keep theirs).
-        num_samples, seed, split: subsets and splits (module docstring).
-        mode: label-map mode (``single_channel`` | ``force_binary`` | ``rgb``).
-        annotations: COCO JSON (default: the single ``*.json`` in ``input``).
-        labels: label-map folder (default: ``input/labels`` beside ``input/images``).
-        store: S3 settings from the config / flags (the URIs' queries and the environment fill
-            what is unset). The result becomes this process's (:func:`fs.set_store`).
-
-    Raises:
-        ValueError: unknown source/split, missing input, unusable annotation JSON.
-    """
-    _check_args(source, split)
-    uris = tuple(u for u in (input, annotations, labels) if u)
-    opts, clean = resolve_options(store, uris)
-    fs.set_store(opts)
-    input = clean[0]
-    annotations = clean[1] if annotations else None
-    labels = clean[-1] if labels else None
-    name = dataset or default_dataset_name(source, input)
-    out = ItemColumns()
-    if source == "sa1b":
-        try:
-            kind, parts = sa1b_layout(input, opts)
-        except FileNotFoundError as err:
-            raise ValueError(str(err)) from None
-        if kind == "tars":
-            return _tar_plan(parts, name, opts, split, num_samples, seed)
-        for folder in parts:
-            list_sa1b_folder(folder, name, out)
-        table = out.table()
-    elif source == "shards":
-        from directsam.data.sources.shards.source import list_shards
-
-        table = list_shards(input, dataset)
-        name = table["dataset"][0].as_py() if table.num_rows else name
-    else:
-        if not (fs.is_dir(input) or fs.is_file(input)):
-            raise ValueError(f"--input {input!r}: no such file or directory")
-        if source == "coco":
-            list_coco(input, annotations, name, out)
-        elif source == "labelmap":
-            list_labelmap(input, labels, mode, name, out)
-        else:
-            list_images(input, name, out)
-        table = out.table()
-    table = sorted_unique(table)
-    if source in ("sa1b", "shards"):
-        start, stop = split_cut(table.num_rows, split)
-        table = table.slice(start, stop - start)
-    return ListedPlan(name, select_rows(table, num_samples, seed), opts)
 
 
 def tar_items(plan: TarPlan) -> pa.Table:

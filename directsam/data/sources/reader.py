@@ -1,6 +1,6 @@
 """Plans -> source rows (compressed bytes + annotation) and ``ray.data.Dataset`` readers.
 
-``read_source`` builds a Ray dataset of source rows from a plan: tar plans stream each tar
+``read_source(spec)`` builds a Ray dataset of source rows from a plan: tar plans stream each tar
 once in a read task (:class:`~directsam.data.sources.datasource.TarDatasource`), listed plans
 read each image (and annotation file) in parallel tasks (:func:`read_items`). Neither raises
 for one bad input: read failures become ``error`` values. ``list_source`` returns the items of
@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from directsam.data.sources import fs
+from directsam.data.sources.listers import plan_source
 from directsam.data.sources.listing import SourceItem, items_of, sorted_unique, table_of
-from directsam.data.sources.plan import ListedPlan, TarPlan, plan_source, tar_items
+from directsam.data.sources.plan import ListedPlan, TarPlan, tar_items
+from directsam.data.sources.spec import SourceSpec
 from directsam.data.sources.store import StoreOptions
 from directsam.data.sources.tarstream import LABEL_MODE
 from directsam.schema import ANNOTATION, ERROR, IMAGE_BYTES, IMAGE_ID, InputError
@@ -39,17 +41,17 @@ READ_THREADS = 8  # object-store reads are latency-bound; threads overlap them
 __all__ = ["LABEL_MODE", "list_source", "read_items", "read_source", "items_dataset"]
 
 
-def list_source(source: str, input: str, **kwargs: Any) -> list[SourceItem]:
+def list_source(spec: SourceSpec, store: StoreOptions | None = None) -> list[SourceItem]:
     """The items of a *small* input, one per image, sorted by ``image_id``.
 
-    Arguments as :func:`~directsam.data.sources.plan.plan_source`. Tar inputs are streamed
+    Arguments as :func:`~directsam.data.sources.listers.plan_source`. Tar inputs are streamed
     once here, on this process, to learn their members (jobs never do this: they plan tars
     and stream them in Ray tasks); their items carry member byte ranges.
 
     Raises:
         ValueError: unknown source/split, missing input, unusable annotation JSON.
     """
-    plan = plan_source(source, input, **kwargs)
+    plan = plan_source(spec, store)
     if isinstance(plan, TarPlan):
         return items_of(sorted_unique(tar_items(plan)))
     return items_of(plan.items)
@@ -145,21 +147,19 @@ def dataset_of_plan(
 
 
 def read_source(
-    source: str,
-    input: str,
+    spec: SourceSpec,
     *,
     shuffle_seed: int | None = None,
     store: StoreOptions | None = None,
-    **kwargs: Any,
 ) -> ray.data.Dataset:
     """A Ray dataset of source rows (see :func:`read_items` for columns), one per input image.
 
-    Arguments as :func:`~directsam.data.sources.plan.plan_source`. Tar sources stream every
+    Arguments as :func:`~directsam.data.sources.listers.plan_source`. Tar sources stream every
     tar once (one GET per tar on S3; ``shuffle_seed`` reads the tars in a seeded order that
     changes per execution, i.e. per training epoch); other sources read the driver's sorted
     listing in parallel tasks.
     """
-    plan = plan_source(source, input, store=store, **kwargs)
+    plan = plan_source(spec, store)
     return dataset_of_plan(plan, shuffle_seed=shuffle_seed)
 
 

@@ -57,11 +57,11 @@ def reference(server):
     no blocks, no writer), in the shard's row shape: what every S3 run must write."""
     import numpy as np
 
-    from directsam.data.sources import list_source
+    from directsam.data.sources import SourceSpec, list_source
     from directsam.labeling.stages import LabelPredictor, encode_pseudo, prepare_rows
     from directsam.labeling.writer import rle_cell
 
-    items = list_source("sa1b", str(server.root / "tars"), dataset="sa")
+    items = list_source(SourceSpec("sa1b", str(server.root / "tars"), dataset="sa"))
     rows = [dict(item.to_row(), block="0") for item in items]
     batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
     predictor = LabelPredictor("scratch:tiny", R, 0.5, device="cpu", dtype="fp32")

@@ -152,7 +152,7 @@ def test_stage1_training_streams_tars_from_s3(ray_local, server, tmp_path):
     smoke = Path(__file__).resolve().parents[3] / "configs" / "smoke" / "pretrain.yaml"
     overrides = [
         "init=scratch:tiny",
-        f"data.input={server.query('s3://data/sa1b/tars')}",
+        f"source.input={server.query('s3://data/sa1b/tars')}",
         "data.resolution=64",
         "data.decode_cpus=0.5",
         "data.shuffle_buffer=8",

@@ -108,6 +108,7 @@ def collect_blocks(
         for key, image_id, row, info in rows:
             seen_units.add(unit_of(key))
             if key in written:  # re-read past a missing chunk: this one is on disk already
+                work.note_on_disk(key, info)
                 continue
             buf = buffers.get(key)
             if buf is None:

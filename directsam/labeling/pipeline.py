@@ -260,8 +260,9 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
             if isinstance(work, ListedWork)
             else f"{len(work.units)} tars"
         )
+        kept = len(work.done) + len(work.already_written())  # on disk, not rewritten
         log(
-            f"{dataset}: {what} -> {generation}; {len(work.done)} blocks already written, "
+            f"{dataset}: {what} -> {generation}; {kept} blocks already written, "
             f"{len(work.pending)} {'blocks' if isinstance(work, ListedWork) else 'tars'} to do"
         )
         stats = _run_pending(cfg, work, generation, constants, thickness, store, lease, log)
@@ -280,7 +281,7 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
             "num_blocks": len(work.keys)
             if isinstance(work, ListedWork)
             else len(layout.part_files(generation)),
-            "blocks_skipped": len(work.done),
+            "blocks_skipped": kept,
             "blocks_written": len(work.written),
             "units_to_retry": sorted(getattr(work, "retrying", set())),
             "complete": complete,

@@ -107,6 +107,9 @@ class ListedWork:
     def note_written(self, key: str, info: Info | None) -> None:
         self.written.append(key)
 
+    def note_on_disk(self, key: str, info: Info | None) -> None:
+        """Listed blocks are never re-read past: nothing to note."""
+
     def complete(self) -> bool:
         return len(self.done) + len(self.written) == len(self.keys)
 
@@ -277,6 +280,13 @@ class TarWork:
             self.retrying.add(unit)
         elif info is not None and info.get("final"):
             self.finished.add(unit)
+
+    def note_on_disk(self, key: str, info: Info | None) -> None:
+        """A re-read passed chunk ``key``, kept on disk. Chunks of one tar can be written out of
+        order (Ray Data does not preserve it), so the kept chunk may be the unit's final one:
+        then reading up to it finishes the unit."""
+        if info is not None and info.get("final") and info.get("retry") is None:
+            self.finished.add(unit_of(key))
 
     def complete(self) -> bool:
         """Every unit read to its end, none left with a failed read."""

@@ -104,6 +104,28 @@ def test_interrupted_run_plus_rerun_equals_uninterrupted(ray_local, full_run, sa
     ]
 
 
+def test_missing_middle_chunk_of_a_tar_is_rewritten_and_the_run_completes(
+    ray_local, full_run, sample, tmp_path
+):
+    """Chunks of one tar can land out of order, so a killed run may leave a gap before the tar's
+    final chunk: the re-run reads from the gap, skips the chunks on disk and still finishes."""
+    _, rows = full_run
+    cfg = label_config("sa1b", sample / "tars", tmp_path, dataset="sa")
+    cfg.compute.rows_per_shard = 2  # tar 0 holds 4 images: chunks 0 and 1 (final)
+    first = run_labeling(cfg, **QUIET)
+    gen = Path(first["generation"])
+    assert first["complete"]
+    files = _files(str(gen))
+    (gen / "part-sa_000000-00000.parquet").unlink()
+    (gen / layout.SUCCESS_FILE).unlink()
+    second = run_labeling(cfg, **QUIET)
+    assert second["complete"] and second["blocks_written"] == 1
+    assert second["blocks_skipped"] == len(files) - 1
+    assert (gen / layout.SUCCESS_FILE).exists()
+    assert sorted(read_generation(gen)) == sorted(rows)
+    assert _files(str(gen)).keys() == files.keys()
+
+
 def test_changed_settings_are_refused(full_run, sample):
     summary, _ = full_run
     cfg = label_config("sa1b", sample, Path(summary["generation"]).parents[1], dataset="sa")

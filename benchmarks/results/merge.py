@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 AREAS = (
     ("core.md", "Core library (issue 2)"),
-    ("labeling.md", "Labeling (issue 3)"),
+    ("labeling.md", "Labeling (issues 3 and 14)"),
     ("training.md", "Training (issue 4)"),
     ("evaluation.md", "Evaluation (issue 5)"),
     ("delivery.md", "Delivery (issue 10)"),

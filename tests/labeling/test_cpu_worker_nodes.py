@@ -15,6 +15,7 @@ import pytest
 
 from directsam.labeling import pipeline
 from tests.labeling.corrupt import corrupt_sa1b
+from tests.multinode import MB, multinode_cluster
 from tests.reliability.helpers import (
     assert_rows_equal_reference,
     label_config,
@@ -24,31 +25,18 @@ from tests.reliability.helpers import (
 
 pytestmark = pytest.mark.slow
 
-MB = 1024 * 1024
-
 
 @pytest.fixture
 def cluster():
-    import ray
-    import ray.data
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    c = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 0, "object_store_memory": 100 * MB, "include_dashboard": False},
-    )
-    cpu_node = c.add_node(num_cpus=2, object_store_memory=80 * MB)
-    gpu_node = c.add_node(num_cpus=1, num_gpus=1, object_store_memory=80 * MB)
-    c.wait_for_nodes()
-    ray.init(address=c.address)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.execution_no_progress_timeout_s = 180  # fail, not hang, if a stage cannot be placed
-    yield c, cpu_node, gpu_node
-    ray.shutdown()
-    c.shutdown()
+    with multinode_cluster(
+        {"num_cpus": 0, "object_store_memory": 100 * MB},
+        [
+            {"num_cpus": 2, "object_store_memory": 80 * MB},  # the CPU worker group
+            {"num_cpus": 1, "num_gpus": 1, "object_store_memory": 80 * MB},  # the GPU node
+        ],
+        no_progress_timeout_s=180,
+    ) as (c, (cpu_node, gpu_node)):
+        yield c, cpu_node, gpu_node
 
 
 def test_cpu_stages_run_on_cpu_only_nodes_and_bytes_reach_the_actor(cluster, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import pytest
 from directsam.data.sample import make_sample
 from directsam.data.sources.shards.layout import part_files
 from directsam.labeling import pipeline
+from tests.multinode import MB, multinode_cluster
 from tests.reliability.helpers import (
     assert_rows_equal_reference,
     label_config,
@@ -33,7 +34,6 @@ pytestmark = pytest.mark.slow
 
 NUM_IMAGES = 40
 RESOLUTION = 384
-MB = 1024 * 1024
 
 
 def _cpu_model_on_fake_gpus(cfg):
@@ -65,26 +65,12 @@ def _restarts() -> int:
 
 @pytest.fixture
 def cluster():
-    import ray
-    import ray.data
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    c = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 2, "object_store_memory": 120 * MB, "include_dashboard": False},
-    )
-    for _ in range(2):
-        c.add_node(num_cpus=0, num_gpus=1, object_store_memory=80 * MB)
-    c.wait_for_nodes()
-    ray.init(address=c.address)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.execution_no_progress_timeout_s = 120  # fail, not hang, if the actor never comes back
-    yield c
-    ray.shutdown()
-    c.shutdown()
+    with multinode_cluster(
+        {"num_cpus": 2, "object_store_memory": 120 * MB},
+        [{"num_cpus": 0, "num_gpus": 1, "object_store_memory": 80 * MB}] * 2,
+        no_progress_timeout_s=120,  # fail, not hang, if the actor never comes back
+    ) as (c, _):
+        yield c
 
 
 def test_removing_the_model_actor_node_loses_no_row(cluster, tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from pathlib import Path
 # Runs from a `--working-dir` upload without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from directsam.fetch.cli import add_fetch_sa1b_args, run_fetch  # noqa: E402
+from directsam.cli.fetch import add_fetch_sa1b_args, run_fetch  # noqa: E402
 from directsam.fetch.links import read_links, select_sa1b  # noqa: E402
 
 

@@ -1,13 +1,14 @@
-"""``directsam segment`` (images -> SA-1B-style JSON) and ``directsam export`` (Hub folder, ONNX).
+"""``directsam segment``: images -> one SA-1B-style JSON per image (tokens as COCO RLE masks).
 
-Registration imports nothing heavy; each command imports its module when it runs.
+Registration imports nothing heavy; the command imports its modules when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from directsam.cli.flags import add_source_args
 
 # The source fields `segment` offers as flags (--input is also --image's alternative).
 SEGMENT_FIELDS = ("type", "input", "num_samples", "seed", "dataset")
@@ -53,9 +54,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``segment`` and ``export`` (each sets ``func`` on the namespace)."""
-    from directsam.data.sources.flags import add_source_args
-
+    """Add ``segment`` (sets ``func`` on the namespace)."""
     p = subparsers.add_parser(
         "segment",
         help="cut images into tokens and write SA-1B-style JSON (RLE masks) per image",
@@ -79,52 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray address (default RAY_ADDRESS or local)")
     p.set_defaults(func=run_segment_cmd)
 
-    e = subparsers.add_parser(
-        "export",
-        help="export a checkpoint as a Hub-ready folder (with model card) or ONNX",
-        description="Write a folder that from_pretrained and the Hugging Face Hub accept "
-        "(config, safetensors, preprocessor config, directsam.json, README model card), or "
-        "with --format onnx an ONNX graph with a dynamic batch axis, checked with onnxruntime.",
-    )
-    e.add_argument(
-        "--checkpoint",
-        required=True,
-        help="hub id, checkpoint directory, scratch:*, or models:/NAME/VERSION",
-    )
-    e.add_argument("--output", required=True, help="destination folder")
-    e.add_argument("--format", default="hub", choices=("hub", "onnx"), help="default hub")
-    e.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow URI to read evaluation results for the card (with --experiment)",
-    )
-    e.add_argument(
-        "--experiment",
-        default=None,
-        help="evaluation experiment for the card's table (e.g. directsam-eval)",
-    )
-    e.add_argument(
-        "--resolution",
-        type=int,
-        default=None,
-        help="onnx: input side (default: the checkpoint's, else 1024)",
-    )
-    e.add_argument("--opset", type=int, default=17, help="onnx: opset version (default 17)")
-    e.add_argument(
-        "--no-check", action="store_true", help="onnx: skip the onnxruntime parity check"
-    )
-    e.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="accept a checkpoint that only has pytorch_model.bin (pickle) weights",
-    )
-    e.set_defaults(func=run_export_cmd)
-
 
 def _check(args: argparse.Namespace) -> None:
     from directsam import preflight
+    from directsam.cli.predict import token_flag_problems
     from directsam.config import ConfigError
-    from directsam.inference.predict_cli import token_flag_problems
 
     problems = token_flag_problems(args)
     if args.batch_size < 1 or args.actors < 1:
@@ -137,15 +95,6 @@ def _check(args: argparse.Namespace) -> None:
         preflight.check_input(args.input, args.source or "images", "--input")
     preflight.check_output_dir(args.output, "--output")
     preflight.check_checkpoint(args.checkpoint, "--checkpoint")
-
-
-def _check_export(args: argparse.Namespace) -> None:
-    from directsam import preflight
-
-    preflight.check_output_dir(args.output, "--output")
-    preflight.check_checkpoint(args.checkpoint, "--checkpoint", args.allow_pickle)
-    if args.tracking_uri is not None:
-        preflight.check_tracking(args.tracking_uri, reader=True)
 
 
 def run_segment_cmd(args: argparse.Namespace) -> int:
@@ -176,7 +125,7 @@ def run_segment_cmd(args: argparse.Namespace) -> int:
             raise ConfigError(f"--checkpoint {args.checkpoint}: {err}") from err
         print(path)
         return 0
-    from directsam.data.sources.flags import spec_from_args
+    from directsam.cli.flags import spec_from_args
     from directsam.data.sources.spec import SourceSpec
     from directsam.delivery.segment import run_segment
     from directsam.raycluster import init_ray
@@ -198,39 +147,3 @@ def run_segment_cmd(args: argparse.Namespace) -> int:
             raise
         raise ConfigError(str(err)) from err
     return 1 if summary["num_failed"] else 0
-
-
-def run_export_cmd(args: argparse.Namespace) -> int:
-    """``directsam export``."""
-    from directsam.config import ConfigError
-
-    _check_export(args)
-    try:
-        if args.format == "onnx":
-            from directsam.delivery.onnx_export import export_onnx
-
-            report = export_onnx(
-                args.checkpoint,
-                args.output,
-                args.resolution,
-                args.opset,
-                check=not args.no_check,
-                allow_pickle=args.allow_pickle,
-            )
-            print(json.dumps(report.get("parity", []), indent=None))
-        else:
-            from directsam.delivery.hub_export import export_hub
-
-            export_hub(
-                args.checkpoint,
-                args.output,
-                args.tracking_uri,
-                args.experiment,
-                allow_pickle=args.allow_pickle,
-            )
-    except (OSError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"--checkpoint {args.checkpoint}: {err}") from err
-    print(args.output)
-    return 0

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from directsam.cli.command import standalone_main
+from directsam.cli.flags import add_source_args, source_shorthands
 from directsam.config import ConfigError, add_config_args, config_from_args, dump_yaml
-from directsam.data.sources.flags import add_source_args, source_shorthands
 from directsam.training.config import TrainConfig, config_class
 
 # The source flags a training job offers (--data is its --input); the rest are `--set source.*`.
@@ -153,7 +154,7 @@ def prepare_smoke_test(args: argparse.Namespace, stage: str, workdir: Path) -> N
     repo = Path(__file__).resolve().parents[2]
     data = make_sample(workdir / "sample", num_images=8, seed=0, kind="sa1b")
     if stage == "self_train" and args.data is None:
-        from directsam.labeling.cli import main as label_main
+        from directsam.cli.label import main as label_main
 
         labels = workdir / "labels"
         preset = repo / "configs" / "smoke" / "pseudo_label.yaml"
@@ -201,12 +202,9 @@ def _parser(prog: str, stage: str) -> argparse.ArgumentParser:
 
 
 def _standalone(prog: str, stage: str, argv: Sequence[str] | None) -> int:
-    args = _parser(prog, stage).parse_args(argv)
-    try:
-        return _main(args, stage)
-    except ConfigError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    return standalone_main(prog, lambda p: add_train_args(p, stage), lambda a: _main(a, stage),
+                           argv, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
 
 
 def pretrain_main(argv: Sequence[str] | None = None) -> int:

@@ -14,14 +14,36 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from directsam.cli.command import standalone_main
+from directsam.cli.flags import add_source_args, source_shorthands
 from directsam.config import ConfigError, add_config_args, config_from_args, flatten
-from directsam.labeling.config import SHORTHANDS, LabelConfig
+from directsam.labeling.config import LabelConfig
+
+# Flags of `directsam label` -> config keys (flags default to None = not given).
+SHORTHANDS: dict[str, str] = {
+    **source_shorthands(),
+    "s3_endpoint": "object_store.endpoint",
+    "s3_region": "object_store.region",
+    "output": "output",
+    "checkpoint": "model.checkpoint",
+    "resolution": "model.resolution",
+    "threshold": "model.threshold",
+    "thickness": "thickness",
+    "dtype": "model.dtype",
+    "device": "model.device",
+    "batch_size": "compute.batch_size",
+    "gpu_actors": "compute.gpu_actors",
+    "rows_per_shard": "compute.rows_per_shard",
+    "max_blocks": "compute.max_blocks",
+    "progress_interval": "compute.progress_interval_s",
+    "address": "address",
+    "tracking_uri": "tracking.uri",
+    "experiment": "tracking.experiment",
+}
 
 
 def add_label_args(p: argparse.ArgumentParser) -> None:
     """Flags of the label job; each is a shorthand for a config key (shown in --help)."""
-    from directsam.data.sources.flags import add_source_args
-
     add_config_args(p)
     g = p.add_argument_group("source")
     add_source_args(g)
@@ -236,15 +258,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ray_jobs/pseudo_label.py`` (same flags as ``directsam label``)."""
-    parser = argparse.ArgumentParser(
-        prog="pseudo_label",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_label_args(parser)
-    args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except ConfigError as err:
-        print(f"pseudo_label: error: {err}", file=sys.stderr)
-        return 2
+    return standalone_main("pseudo_label", add_label_args, _run, argv, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

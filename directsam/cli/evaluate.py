@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from directsam.cli.command import standalone_main
-from directsam.cli.flags import add_source_args, source_shorthands
+from directsam.cli.flags import (
+    add_address_arg,
+    add_smoke_test_arg,
+    add_source_args,
+    add_tracking_args,
+    source_shorthands,
+)
 from directsam.evaluation.config import REGISTRY
 
 # argparse dest -> help; the dest is the config key. Shared by evaluate and sweep.
@@ -30,10 +36,13 @@ EVAL_FLAGS: dict[str, str] = {
     "dtype": "auto | fp32 | fp16 | bf16 (part of the cache key)",
     "cache_dir": "probability cache root (default outputs/eval_cache)",
     "output": "local results folder (default outputs/eval)",
-    "tracking_uri": "MLflow URI (default MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)",
-    "experiment": "MLflow experiment (default directsam-eval)",
     "num_panels": "visual panels for the first N images (default 4)",
     "panel_threshold": "threshold of the panels (default: middle of --thresholds)",
+}
+# The tracking flags (directsam.cli.flags.add_tracking_args) and their help suffixes.
+TRACKING_FLAGS: dict[str, str] = {
+    "tracking_uri": "(default MLFLOW_TRACKING_URI or sqlite:///./mlflow.db) [tracking_uri]",
+    "experiment": "(default directsam-eval) [experiment]",
 }
 SWEEP_FLAGS: dict[str, str] = {
     "tolerances": "comma list of tolerances to sweep (default: --tolerance)",
@@ -62,7 +71,7 @@ SMOKE = {
 
 def _shorthands(sweep: bool) -> dict[str, str]:
     """argparse dest -> config key of every named flag of ``evaluate`` / ``sweep``."""
-    own = {**EVAL_FLAGS, **(SWEEP_FLAGS if sweep else {})}
+    own = {**EVAL_FLAGS, **TRACKING_FLAGS, **(SWEEP_FLAGS if sweep else {})}
     return {**source_shorthands(), **{dest: dest for dest in own}}
 
 
@@ -77,15 +86,12 @@ def _add_args(parser: argparse.ArgumentParser, sweep: bool) -> None:
             "--" + dest.replace("_", "-"), dest=dest, default=None, help=f"{text} [{dest}]"
         )
     add_source_args(parser.add_argument_group("source"), typed=False, notes=SOURCE_NOTES)
-    parser.add_argument("--no-tracking", dest="tracking", action="store_const", const=False,
-                        default=None, help="do not log to MLflow [tracking=false]")  # fmt: skip
-    parser.add_argument(
-        "--address", default=None, help="Ray address (default RAY_ADDRESS or local)"
-    )
+    add_tracking_args(parser, {**TRACKING_FLAGS, "no_tracking": "[tracking=false]"},
+                      {"no_tracking": "do not log to MLflow"}, no_tracking_dest="tracking")  # fmt: skip
+    add_address_arg(parser)
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray cluster")
-    parser.add_argument(
-        "--smoke-test",
-        action="store_true",
+    add_smoke_test_arg(
+        parser,
         help="tiny end-to-end run: generated 4-image sample, scratch:tiny, 64 px, sqlite in --output",
     )
 
@@ -102,16 +108,15 @@ def _load(cls: type, args: argparse.Namespace, sweep: bool) -> Any:
     names = {key: "--" + dest.replace("_", "-") for dest, key in shorthands.items()}
     values: dict[str, Any] = {}
     if args.smoke_test:
+        from directsam.cli import smoke
+
         values.update(SMOKE)
         out = Path(args.output or "outputs/smoke_eval")
         values["output"] = str(out)
         values["cache_dir"] = str(out / "cache")
-        values["tracking_uri"] = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+        values["tracking_uri"] = smoke.smoke_tracking_uri(out)
         if args.input is None:
-            from directsam.data.sample import make_sample
-
-            sample = make_sample(out / "sample", num_images=4, seed=0, kind="sa1b")
-            values["source.input"] = str(sample)
+            values["source.input"] = str(smoke.smoke_sample(out, num_images=4))
     for dest, key in {**shorthands, "tracking": "tracking"}.items():
         if getattr(args, dest, None) is not None:
             values[key] = getattr(args, dest)

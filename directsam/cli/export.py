@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from directsam.cli.flags import add_model_args
+from directsam.model.spec import DEFAULT_RESOLUTION
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``export`` (sets ``func`` on the namespace)."""
@@ -18,11 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(config, safetensors, preprocessor config, directsam.json, README model card), or "
         "with --format onnx an ONNX graph with a dynamic batch axis, checked with onnxruntime.",
     )
-    e.add_argument(
-        "--checkpoint",
-        required=True,
-        help="hub id, checkpoint directory, scratch:*, or models:/NAME/VERSION",
-    )
+    add_model_args(e, ("checkpoint",))
     e.add_argument("--output", required=True, help="destination folder")
     e.add_argument("--format", default="hub", choices=("hub", "onnx"), help="default hub")
     e.add_argument(
@@ -39,17 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resolution",
         type=int,
         default=None,
-        help="onnx: input side (default: the checkpoint's, else 1024)",
+        help=f"onnx: input side (default: the checkpoint's, else {DEFAULT_RESOLUTION})",
     )
     e.add_argument("--opset", type=int, default=17, help="onnx: opset version (default 17)")
     e.add_argument(
         "--no-check", action="store_true", help="onnx: skip the onnxruntime parity check"
     )
-    e.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="accept a checkpoint that only has pytorch_model.bin (pickle) weights",
-    )
+    add_model_args(e, (), allow_pickle=True)
     e.set_defaults(func=run_export_cmd)
 
 

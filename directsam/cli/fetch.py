@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from directsam.cli.flags import add_address_arg
 from directsam.fetch.links import LinkEntry, read_links, select_entries, select_sa1b
 from directsam.fetch.manifest import ManifestError
 from directsam.fetch.runner import FetchOptions, FetchSummary, fetch_links
@@ -103,7 +104,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-ray", action="store_true", help="run in local threads instead of Ray tasks"
     )
-    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
+    add_address_arg(p)
     p.add_argument(
         "--shared-storage",
         action="store_true",

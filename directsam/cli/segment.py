@@ -8,49 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from directsam.cli.flags import add_source_args
+from directsam.cli.flags import (
+    add_address_arg,
+    add_model_args,
+    add_source_args,
+    add_token_args,
+    token_flag_problems,
+)
 
 # The source fields `segment` offers as flags (--input is also --image's alternative).
 SEGMENT_FIELDS = ("type", "input", "num_samples", "seed", "dataset")
-
-
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="hub id, checkpoint directory, scratch:b0..b5 / scratch:tiny, or models:/NAME/VERSION",
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="boundary threshold in (0, 1) (default: the checkpoint's, else 0.5)",
-    )
-    p.add_argument(
-        "--resolution",
-        type=int,
-        default=None,
-        help="model input side (default: the checkpoint's, else 1024)",
-    )
-    p.add_argument(
-        "--max-tokens",
-        type=int,
-        default=None,
-        help="denoise: keep at most this many tokens, merging the smallest",
-    )
-    p.add_argument(
-        "--min-area",
-        type=int,
-        default=None,
-        help="denoise: merge tokens smaller than this many pixels",
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="auto = bf16 on CUDA, fp32 on CPU",
-    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--input", help="source location (with --source); a Ray Data job")
     add_source_args(p, ("type",), notes={"type": "of --input, default images"}, config=False)
     p.add_argument("--output", required=True, help="folder for <image_id>.json files")
-    _model_args(p)
+    add_model_args(p, ("checkpoint", "threshold", "resolution"))
+    add_token_args(p)
+    add_model_args(p, ("device", "dtype"))
     p.add_argument(
         "--copy-images",
         action="store_true",
@@ -75,13 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_source_args(p, SEGMENT_FIELDS[2:], config=False)
     p.add_argument("--batch-size", type=int, default=4, help="images per model call (default 4)")
     p.add_argument("--actors", type=int, default=1, help="model actors (one per GPU; default 1)")
-    p.add_argument("--address", default=None, help="Ray address (default RAY_ADDRESS or local)")
+    add_address_arg(p)
     p.set_defaults(func=run_segment_cmd)
 
 
 def _check(args: argparse.Namespace) -> None:
     from directsam import preflight
-    from directsam.cli.predict import token_flag_problems
     from directsam.config import ConfigError
 
     problems = token_flag_problems(args)

@@ -30,4 +30,3 @@ def smoke_sample(workdir: str | Path, num_images: int = 8) -> Path:
 def smoke_tracking_uri(workdir: str | Path) -> str:
     """MLflow in a sqlite file ``workdir/mlflow.db`` (absolute, so Ray workers agree)."""
     return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
-

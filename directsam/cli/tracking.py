@@ -63,10 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m directsam.cli.tracking SPOOL``: same as ``directsam tracking replay``."""
+    """``directsam tracking replay`` on its own parser (``python -m directsam.cli tracking
+    replay SPOOL`` is the same)."""
     return standalone_main("directsam tracking replay", _add_replay_args, run_replay, argv,
                            description=__doc__)  # fmt: skip
-
-
-if __name__ == "__main__":
-    sys.exit(main())

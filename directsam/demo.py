@@ -105,7 +105,7 @@ def _timed(result: DemoResult, stage: str, log: Callable[[str], None]) -> Any:
 
 
 def _train(stage: str, argv: list[str], log: Callable[[str], None]) -> dict[str, Any]:
-    from directsam.training import cli
+    from directsam.cli import train as cli
 
     parser = argparse.ArgumentParser(prog=stage)
     cli.add_train_args(parser, stage)
@@ -115,7 +115,7 @@ def _train(stage: str, argv: list[str], log: Callable[[str], None]) -> dict[str,
 
 
 def _label(argv: list[str], log: Callable[[str], None]) -> dict[str, Any]:
-    from directsam.labeling import cli
+    from directsam.cli import label as cli
 
     parser = argparse.ArgumentParser(prog="label")
     cli.add_label_args(parser)
@@ -292,7 +292,7 @@ def _evaluate(
     log: Callable[[str], None],
 ) -> None:
     """One threshold sweep per checkpoint, all on the same held-out images."""
-    from directsam.evaluation.cli import sweep_main
+    from directsam.cli.evaluate import sweep_main
 
     out = result.output
     result.eval_output = str(out / "eval")
@@ -312,7 +312,7 @@ def _evaluate(
 
 def _compare(result: DemoResult, log: Callable[[str], None]) -> None:
     """``directsam compare --wide --log-run`` over the three checkpoints: the closing table."""
-    from directsam.evaluation.cli import compare_main
+    from directsam.cli.compare import compare_main
     from directsam.evaluation.compare import TABLE_FILE
 
     plot = result.output / "compare" / "recall_vs_tokens.png"

@@ -19,7 +19,7 @@ from pathlib import Path
 # Runs from a `--working-dir` upload without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from directsam.evaluation.cli import evaluate_main  # noqa: E402
+from directsam.cli.evaluate import evaluate_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(evaluate_main())

@@ -21,7 +21,7 @@ from pathlib import Path
 # Run from a --working-dir upload without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from directsam.labeling.cli import main  # noqa: E402
+from directsam.cli.label import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

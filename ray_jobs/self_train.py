@@ -21,7 +21,7 @@ from pathlib import Path
 # Runs from a `--working-dir` upload without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from directsam.training.cli import self_train_main  # noqa: E402
+from directsam.cli.train import self_train_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(self_train_main())

@@ -18,7 +18,7 @@ from pathlib import Path
 # Runs from a `--working-dir` upload without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from directsam.evaluation.cli import sweep_main  # noqa: E402
+from directsam.cli.evaluate import sweep_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(sweep_main())

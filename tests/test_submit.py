@@ -1,4 +1,4 @@
-"""directsam.submit: submission ids, the `ray job submit` command, auth env, and the CLI."""
+"""directsam.cli.submit: submission ids, the `ray job submit` command, auth env, and the CLI."""
 
 from __future__ import annotations
 

@@ -17,9 +17,8 @@ from typing import Any
 
 from directsam.atomic import write_atomic
 from directsam.metrics import table
+from directsam.model.spec import DEFAULT_RESOLUTION, DEFAULT_THRESHOLD
 
-DEFAULT_RESOLUTION = 1024
-DEFAULT_THRESHOLD = 0.5
 # Metric columns of the model card's evaluation table (names and decimals from the table).
 CARD_COLUMNS = (
     (table.MEAN_NUM_TOKENS, "mean tokens"),

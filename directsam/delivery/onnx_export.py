@@ -73,12 +73,12 @@ def export_onnx(
     import torch
 
     from directsam.model.build import load_model
-    from directsam.model.spec import checkpoint_sha, read_checkpoint_meta
+    from directsam.model.spec import DEFAULT_RESOLUTION, checkpoint_sha, read_checkpoint_meta
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     if resolution is None:
-        resolution = int(read_checkpoint_meta(checkpoint).get("resolution") or 1024)
+        resolution = int(read_checkpoint_meta(checkpoint).get("resolution") or DEFAULT_RESOLUTION)
     model = load_model(checkpoint, allow_pickle=allow_pickle)
     graph = _wrapper(model)
     path = out / ONNX_FILE

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from directsam.model.spec import DEFAULT_RESOLUTION, DEFAULT_THRESHOLD
+
 try:  # the class must subclass PythonModel when MLflow is present (it always is when logging)
     from mlflow.pyfunc import PythonModel
 except ImportError:  # pragma: no cover - directsam imports without mlflow
@@ -81,9 +83,9 @@ class DirectSAMPyfunc(PythonModel):
             checkpoint,
             device=config.get("device", "auto"),
             dtype=config.get("dtype", "auto"),
-            resolution=int(meta.get("resolution") or 1024),
+            resolution=int(meta.get("resolution") or DEFAULT_RESOLUTION),
         )
-        self.threshold = float(meta.get("threshold") or 0.5)
+        self.threshold = float(meta.get("threshold") or DEFAULT_THRESHOLD)
 
     # No annotations: MLflow 3 reads predict's type hints as a signature and warns on these.
     def predict(self, context, model_input, params=None):

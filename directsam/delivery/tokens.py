@@ -25,12 +25,11 @@ from directsam.inference.tokens import (  # noqa: F401
     labels_to_rles,
     probs_to_token_output,
 )
+from directsam.model.spec import DEFAULT_RESOLUTION, DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
     from directsam.inference.predictor import BoundaryPredictor
 
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_RESOLUTION = 1024
 _PREDICTORS: dict[tuple[Any, ...], BoundaryPredictor] = {}  # tokenize(checkpoint=spec) reuse
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from directsam.inference.preprocess import preprocess_images
 from directsam.inference.pyramid import pyramid_predict
+from directsam.model.spec import DEFAULT_RESOLUTION
 
 if TYPE_CHECKING:
     import torch
@@ -98,7 +99,7 @@ class BoundaryPredictor:
         checkpoint: str,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
-        resolution: int = 1024,
+        resolution: int = DEFAULT_RESOLUTION,
         compile: bool = False,
         channels_last: bool = True,
         max_batch: int | None = None,

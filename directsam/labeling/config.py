@@ -2,14 +2,13 @@
 
 Defaults are the seed's (1800 px, threshold 0.5, human boundary thickness 9). YAML presets
 live in ``configs/pseudo_label.yaml``; flags of ``directsam label`` are shorthands for keys
-here (see :data:`SHORTHANDS`).
+here (``directsam.cli.label.SHORTHANDS``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from directsam.data.sources.flags import source_shorthands
 from directsam.data.sources.spec import SourceSpec
 from directsam.data.sources.store import StoreOptions
 
@@ -183,26 +182,3 @@ class LabelConfig:
             if not value:
                 out.append((key, "is required"))
         return out
-
-
-# Flags of `directsam label` -> config keys (flags default to None = not given).
-SHORTHANDS: dict[str, str] = {
-    **source_shorthands(),
-    "s3_endpoint": "object_store.endpoint",
-    "s3_region": "object_store.region",
-    "output": "output",
-    "checkpoint": "model.checkpoint",
-    "resolution": "model.resolution",
-    "threshold": "model.threshold",
-    "thickness": "thickness",
-    "dtype": "model.dtype",
-    "device": "model.device",
-    "batch_size": "compute.batch_size",
-    "gpu_actors": "compute.gpu_actors",
-    "rows_per_shard": "compute.rows_per_shard",
-    "max_blocks": "compute.max_blocks",
-    "progress_interval": "compute.progress_interval_s",
-    "address": "address",
-    "tracking_uri": "tracking.uri",
-    "experiment": "tracking.experiment",
-}

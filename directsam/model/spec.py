@@ -25,6 +25,11 @@ from typing import Any, Literal
 from directsam.atomic import atomic_dir
 from directsam.model.checkpoint import META_FILE, read_meta
 
+# The settings of a checkpoint whose directsam.json does not name them (a hub model, scratch:*):
+# the released model's. Every command, the token API and the MLflow model fall back to these.
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_RESOLUTION = 1024
+
 SCRATCH_PREFIX = "scratch:"
 MODELS_PREFIX = "models:/"
 SAFE_WEIGHTS = "model.safetensors"

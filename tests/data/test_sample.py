@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from directsam.cli.sample import register
 from directsam.data.decode import decode_image, decode_label_map
 from directsam.data.rle import rle_area, rle_bbox_xywh, rle_to_mask
 from directsam.data.sa1b import parse_sa1b_annotation
-from directsam.data.sample import make_sample, make_scene, register
+from directsam.data.sample import make_sample, make_scene
 
 
 def digest(root: Path) -> dict[str, str]:

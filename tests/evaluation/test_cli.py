@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from directsam.cli import evaluate as cli
+from directsam.cli.compare import compare_main
 from directsam.config import ConfigError, load_config
-from directsam.evaluation import cli, report
+from directsam.evaluation import report
 from directsam.evaluation.config import EvalConfig, SweepConfig
 
 BASE = ["--checkpoint", "scratch:tiny", "--input", "/nonexistent/sample"]
@@ -140,9 +142,7 @@ def test_compare_reads_runs_back(mlflow_uri, tmp_path, capsys):
 
     png = tmp_path / "cmp.png"
     assert (
-        cli.compare_main(
-            ["--experiment", "cmp", "--tracking-uri", mlflow_uri, "--output", str(png)]
-        )
+        compare_main(["--experiment", "cmp", "--tracking-uri", mlflow_uri, "--output", str(png)])
         == 0
     )
     out = capsys.readouterr().out
@@ -158,5 +158,5 @@ def test_compare_reads_runs_back(mlflow_uri, tmp_path, capsys):
     a = curves[("ckpt-a", "ADE20k", 64, 5)]
     assert [r["threshold"] for r in a] == [0.1, 0.3, 0.5]
     assert [r["mean_recall"] for r in a] == pytest.approx([0.81, 0.63, 0.45])
-    assert cli.compare_main(["--experiment", "missing", "--tracking-uri", mlflow_uri]) == 2
+    assert compare_main(["--experiment", "missing", "--tracking-uri", mlflow_uri]) == 2
     assert "--experiment 'missing'" in capsys.readouterr().err

@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from directsam.evaluation import cli, report
+from directsam.cli import compare as cli
+from directsam.evaluation import report
 from directsam.evaluation.compare import KIND_COMPARISON, TABLE_FILE, WIDE_CSV_FILE
 
 

@@ -11,9 +11,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from directsam.cli.compare import compare_main
+from directsam.cli.evaluate import evaluate_main, sweep_main
 from directsam.evaluation import cache as cache_mod
 from directsam.evaluation import report
-from directsam.evaluation.cli import compare_main, evaluate_main, sweep_main
 
 pytestmark = pytest.mark.ray
 

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from directsam.fetch import cli as fetch_cli
+from directsam.cli import fetch as fetch_cli
 from directsam.fetch.links import read_links
 from directsam.fetch.manifest import ManifestError
 from directsam.fetch.runner import FetchOptions, fetch_links

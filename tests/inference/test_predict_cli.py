@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from directsam.cli.predict import register
 from directsam.config import ConfigError
-from directsam.inference.predict_cli import overlay_tokens, register
+from directsam.inference.overlay import overlay_tokens
 from tests.inference.synthetic import textured_image
 
 
@@ -119,7 +120,7 @@ def test_dispatcher_reports_flag_errors(tmp_path, photos, capsys, monkeypatch):
     import directsam.cli
     from directsam.cli import main
 
-    monkeypatch.setattr(directsam.cli, "COMMANDS", ("directsam.inference.predict_cli",))
+    monkeypatch.setattr(directsam.cli, "COMMANDS", (directsam.cli.predict,))
     argv = ["predict", str(photos[0]), *BASE[:4], "--threshold", "2", "--output", str(tmp_path)]
     assert main(argv) == 2
     assert "--threshold must be in (0, 1)" in capsys.readouterr().err

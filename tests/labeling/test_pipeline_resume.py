@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from directsam.cli.label import main
 from directsam.config import ConfigError
 from directsam.data.boundary import masks_to_boundary
 from directsam.data.rle import mask_to_rle
@@ -18,7 +19,6 @@ from directsam.data.sources.shards import layout
 from directsam.data.sources.shards.counts import merged_label_counts
 from directsam.data.sources.shards.merged import read_merged_labels
 from directsam.data.targets import decode_rows
-from directsam.labeling.cli import main
 from directsam.labeling.pipeline import run_labeling
 from tests.labeling.corrupt import corrupt_sa1b
 from tests.labeling.helpers import R, assert_good_rows_valid, label_config, mask, read_generation

@@ -115,7 +115,7 @@ def test_submit_pretrain_smoke_job(head_node, sample_root, tmp_path):
     from mlflow.tracking import MlflowClient
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from directsam.submit import build_submit_command, effective_config_hash, submission_id
+    from directsam.cli.submit import build_submit_command, effective_config_hash, submission_id
     from directsam.tracking.mlflow import RUN_NAME_TAG
 
     url, env = head_node

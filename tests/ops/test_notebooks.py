@@ -86,8 +86,8 @@ def test_quickstart_counts_the_same_tokens_as_the_library(sample_root, monkeypat
 def labeled(ray_local, sample_root, tmp_path_factory):
     """Shards of 4 sample images (scratch:tiny, 64 px) and an MLflow store with a labeling run
     and a 2-threshold evaluation of the same checkpoint."""
-    from directsam.evaluation.cli import evaluate_main
-    from directsam.labeling.cli import main as label_main
+    from directsam.cli.evaluate import evaluate_main
+    from directsam.cli.label import main as label_main
 
     root = tmp_path_factory.mktemp("ops_nb")
     uri = f"sqlite:///{root / 'mlflow.db'}"

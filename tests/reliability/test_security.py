@@ -67,7 +67,7 @@ def test_pickle_only_checkpoint_needs_the_explicit_opt_in(tmp_path):
 
 
 def test_label_and_predict_jobs_default_to_no_pickle():
-    from directsam.inference.predict_cli import register
+    from directsam.cli.predict import register
     from directsam.labeling.config import ModelConfig
 
     assert ModelConfig().allow_pickle is False
@@ -151,7 +151,7 @@ def test_secret_patterns_catch_planted_examples():
 
 
 def test_local_endpoints_default_to_loopback_or_no_socket(tmp_path, monkeypatch):
-    from directsam.submit import DEFAULT_ADDRESS
+    from directsam.cli.submit import DEFAULT_ADDRESS
     from directsam.tracking import TrackingError, check_reachable, resolve_tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

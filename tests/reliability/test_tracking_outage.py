@@ -116,7 +116,7 @@ def test_training_survives_the_server_loss_and_replays_to_the_uninterrupted_metr
 ):
     from mlflow.tracking import MlflowClient
 
-    from directsam.training.cli import pretrain_main
+    from directsam.cli.train import pretrain_main
 
     def argv(storage: Path) -> list[str]:
         return [
@@ -202,8 +202,8 @@ def test_labeling_survives_the_server_loss_and_replays_to_the_uninterrupted_metr
 ):
     from mlflow.tracking import MlflowClient
 
+    from directsam.cli.label import main as label_main
     from directsam.data.sample import make_sample
-    from directsam.labeling.cli import main as label_main
 
     if not server.healthy():
         server.start()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from directsam.cli.train import _parser, build_config
 from directsam.config import ConfigError
-from directsam.training.cli import _parser, build_config
 from directsam.training.trainer import check_ready, plan_steps, resolve_config
 
 REPO = Path(__file__).resolve().parents[2]

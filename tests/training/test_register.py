@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from directsam.training.cli import _parser, build_config
+from directsam.cli.train import _parser, build_config
 
 
 def test_register_model_flag_sets_the_tracking_key():

@@ -36,8 +36,8 @@ VAL_ID = "sa_6"  # shards hold out the last ceil(1%) of sorted ids: 1 of 6
 @pytest.fixture(scope="module")
 def labeled(ray_local, tmp_path_factory) -> tuple[Path, Path]:
     """(sample root, shard output root) of one ``directsam label`` run."""
+    from directsam.cli.label import main as label_main
     from directsam.data.sample import make_sample
-    from directsam.labeling.cli import main as label_main
 
     root = tmp_path_factory.mktemp("self_train")
     sample = make_sample(root / "sample", num_images=6, seed=5, kind="sa1b", height=48, width=64)
@@ -171,7 +171,7 @@ def test_training_input_equals_merged_labels_without_failed_rows(labeled):
 def test_self_train_cli_local_mode_checkpoint_and_mlflow(labeled, tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
-    from directsam.training.cli import self_train_main
+    from directsam.cli.train import self_train_main
 
     _, shards = labeled
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -128,7 +128,7 @@ def _lease_expired(path: Path) -> bool:
 
 
 def test_endpoint_flag_and_num_samples_read_only_what_is_needed(ray_local, server, tmp_path):
-    from directsam.labeling.cli import main
+    from directsam.cli.label import main
 
     server.reset()
     argv = label_argv(

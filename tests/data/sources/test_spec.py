@@ -10,9 +10,9 @@ from typing import get_args
 
 import pytest
 
+from directsam.cli.flags import source_shorthands
 from directsam.config import ConfigError, load_config
 from directsam.data.sources import LISTERS, SOURCE_TYPES, SourceSpec, SourceType, list_source
-from directsam.data.sources.flags import source_shorthands
 from directsam.data.sources.registry import REGISTRY_KEYS, fill_from_registry
 
 REPO = Path(__file__).resolve().parents[3]
@@ -64,7 +64,7 @@ def _registry(tmp_path: Path) -> Path:
 
 
 def _label(*argv: str):
-    from directsam.labeling.cli import add_label_args, build_config
+    from directsam.cli.label import add_label_args, build_config
 
     parser = __import__("argparse").ArgumentParser()
     add_label_args(parser)
@@ -73,13 +73,13 @@ def _label(*argv: str):
 
 
 def _train(*argv: str):
-    from directsam.training.cli import _parser, build_config
+    from directsam.cli.train import _parser, build_config
 
     return build_config(_parser("pretrain", "pretrain").parse_args(list(argv)), "pretrain")
 
 
 def _evaluate(*argv: str):
-    from directsam.evaluation import cli
+    from directsam.cli import evaluate as cli
     from directsam.evaluation.config import EvalConfig
 
     parser = cli.argparse.ArgumentParser()

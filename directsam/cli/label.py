@@ -14,14 +14,44 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from directsam.cli.command import standalone_main
+from directsam.cli.flags import (
+    MODEL_FIELDS,
+    add_address_arg,
+    add_model_args,
+    add_smoke_test_arg,
+    add_source_args,
+    add_tracking_args,
+    source_shorthands,
+)
 from directsam.config import ConfigError, add_config_args, config_from_args, flatten
-from directsam.labeling.config import SHORTHANDS, LabelConfig
+from directsam.labeling.config import LabelConfig
+
+# Flags of `directsam label` -> config keys (flags default to None = not given).
+SHORTHANDS: dict[str, str] = {
+    **source_shorthands(),
+    "s3_endpoint": "object_store.endpoint",
+    "s3_region": "object_store.region",
+    "output": "output",
+    "checkpoint": "model.checkpoint",
+    "resolution": "model.resolution",
+    "threshold": "model.threshold",
+    "thickness": "thickness",
+    "dtype": "model.dtype",
+    "device": "model.device",
+    "batch_size": "compute.batch_size",
+    "gpu_actors": "compute.gpu_actors",
+    "rows_per_shard": "compute.rows_per_shard",
+    "max_blocks": "compute.max_blocks",
+    "progress_interval": "compute.progress_interval_s",
+    "address": "address",
+    "tracking_uri": "tracking.uri",
+    "experiment": "tracking.experiment",
+}
 
 
 def add_label_args(p: argparse.ArgumentParser) -> None:
     """Flags of the label job; each is a shorthand for a config key (shown in --help)."""
-    from directsam.data.sources.flags import add_source_args
-
     add_config_args(p)
     g = p.add_argument_group("source")
     add_source_args(g)
@@ -34,18 +64,16 @@ def add_label_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--s3-region", default=None, help="region of that store (object_store.region)")
     m = p.add_argument_group("model and outputs")
     m.add_argument("--output", default=None, help="output root (output)")
-    m.add_argument("--checkpoint", default=None, help="checkpoint spec (model.checkpoint)")
-    m.add_argument(
-        "--resolution", type=int, default=None, help="model input side (model.resolution)"
-    )
-    m.add_argument(
-        "--threshold", type=float, default=None, help="boundary threshold (model.threshold)"
-    )
+    add_model_args(
+        m,
+        ("checkpoint", "resolution", "threshold", "dtype", "device"),
+        keys={f: f"model.{f}" for f in MODEL_FIELDS},
+        helps={"checkpoint": "checkpoint spec", "threshold": "boundary threshold",
+               "dtype": "auto|fp32|fp16|bf16", "device": "auto|cuda|cpu"},
+    )  # fmt: skip
     m.add_argument(
         "--thickness", type=int, default=None, help="human boundary thickness (thickness)"
     )
-    m.add_argument("--dtype", default=None, help="auto|fp32|fp16|bf16 (model.dtype)")
-    m.add_argument("--device", default=None, help="auto|cuda|cpu (model.device)")
     c = p.add_argument_group("compute")
     c.add_argument("--batch-size", type=int, default=None, help="model batch (compute.batch_size)")
     c.add_argument("--gpu-actors", type=int, default=None, help="model actors (compute.gpu_actors)")
@@ -64,39 +92,32 @@ def add_label_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help='seconds between "N/M images, img/s" lines (compute.progress_interval_s)',
     )
-    c.add_argument("--address", default=None, help="Ray address (address)")
+    add_address_arg(c, help="Ray address (address)")
     t = p.add_argument_group("tracking")
-    t.add_argument("--tracking-uri", default=None, help="MLflow URI (tracking.uri)")
-    t.add_argument("--experiment", default=None, help="MLflow experiment (tracking.experiment)")
-    t.add_argument("--no-tracking", action="store_true", help="no MLflow run (tracking.enabled)")
-    p.add_argument(
-        "--smoke-test",
-        action="store_true",
+    add_tracking_args(t, {"tracking_uri": "(tracking.uri)", "experiment": "(tracking.experiment)",
+                          "no_tracking": "(tracking.enabled)"})  # fmt: skip
+    add_smoke_test_arg(
+        p,
         help="tiny end-to-end run: configs/smoke/pseudo_label.yaml, a generated 8-image "
         "sample (unless --input), output under --output (default outputs/smoke_label), "
         "MLflow in a sqlite file there",
     )
 
 
-SMOKE_PRESET = "configs/smoke/pseudo_label.yaml"
-
-
 def _smoke_args(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the smoke-test defaults into ``args`` (flags the user gave win)."""
     from pathlib import Path
 
-    from directsam.data.sources.registry import repo_path
+    from directsam.cli import smoke
 
     out = Path(args.output or "outputs/smoke_label").resolve()
     args.output = str(out / "labels")
-    args.config = args.config or str(repo_path(SMOKE_PRESET))
+    args.config = args.config or smoke.smoke_preset("pseudo_label")
     if args.input is None:
-        from directsam.data.sample import make_sample
-
-        args.input = str(make_sample(out / "sample", num_images=8, seed=0, kind="sa1b"))
+        args.input = str(smoke.smoke_sample(out, num_images=8))
         args.source = args.source or "sa1b"
     if args.tracking_uri is None:
-        args.tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
+        args.tracking_uri = smoke.smoke_tracking_uri(out)
     args.overrides = ["tracking.enabled=true", *args.overrides]  # --no-tracking still wins
     return args
 
@@ -236,15 +257,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ray_jobs/pseudo_label.py`` (same flags as ``directsam label``)."""
-    parser = argparse.ArgumentParser(
-        prog="pseudo_label",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_label_args(parser)
-    args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except ConfigError as err:
-        print(f"pseudo_label: error: {err}", file=sys.stderr)
-        return 2
+    return standalone_main("pseudo_label", add_label_args, _run, argv, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

@@ -19,8 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from directsam.cli.command import standalone_main
+from directsam.cli.flags import (
+    add_address_arg,
+    add_smoke_test_arg,
+    add_source_args,
+    add_tracking_args,
+    source_shorthands,
+)
 from directsam.config import ConfigError, add_config_args, config_from_args, dump_yaml
-from directsam.data.sources.flags import add_source_args, source_shorthands
 from directsam.training.config import TrainConfig, config_class
 
 # The source flags a training job offers (--data is its --input); the rest are `--set source.*`.
@@ -76,10 +83,10 @@ def add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
     t.add_argument(
         "--use-gpu", action="store_true", default=None, help="one GPU per worker [run.use_gpu]"
     )
-    t.add_argument("--address", default=None, help="Ray address (default RAY_ADDRESS or local)")
+    add_address_arg(t)
     k = p.add_argument_group("tracking")
-    k.add_argument("--tracking-uri", default=None, help="MLflow tracking URI [tracking.uri]")
-    k.add_argument("--experiment", default=None, help="MLflow experiment [tracking.experiment]")
+    add_tracking_args(k, {"tracking_uri": "[tracking.uri]", "experiment": "[tracking.experiment]",
+                          "no_tracking": "[tracking.enabled]"})  # fmt: skip
     k.add_argument(
         "--register-model",
         default=None,
@@ -87,15 +94,10 @@ def add_train_args(p: argparse.ArgumentParser, stage: str) -> None:
         help="log the final checkpoint as an MLflow model and register it as NAME, loadable as "
         "models:/NAME/<version> [tracking.registered_model_name]",
     )
-    k.add_argument("--no-tracking", action="store_true", help="no MLflow run [tracking.enabled]")
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as YAML and exit"
     )
-    p.add_argument(
-        "--smoke-test",
-        action="store_true",
-        help="generate a sample in a temp dir and run the smoke preset on it",
-    )
+    add_smoke_test_arg(p, help="generate a sample in a temp dir and run the smoke preset on it")
 
 
 def build_config(args: argparse.Namespace, stage: str) -> TrainConfig:
@@ -145,27 +147,32 @@ def preflight(cfg: TrainConfig) -> str | None:
     return pf.check_tracking(cfg.tracking.uri, cfg.tracking.enabled)
 
 
+def _smoke_labels(sample: Path, output: Path, address: str | None) -> Path:
+    """Pseudo-label ``sample`` into ``output`` with the label job's smoke preset (the data of
+    a self-train smoke test), through the label command itself."""
+    from directsam.cli import smoke
+    from directsam.cli.label import main as label_main
+
+    argv = ["--config", smoke.smoke_preset("pseudo_label"), "--input", str(sample),
+            "--output", str(output), "--address", address or "local"]  # fmt: skip
+    code = label_main(argv)
+    if code != 0:
+        raise ConfigError(f"--smoke-test: labeling the sample failed (exit {code})")
+    return output
+
+
 def prepare_smoke_test(args: argparse.Namespace, stage: str, workdir: Path) -> None:
     """Fill unset flags for ``--smoke-test``: sample data (labeled for stage 3), the smoke
     preset, storage and MLflow under ``workdir``."""
-    from directsam.data.sample import make_sample
+    from directsam.cli import smoke
 
-    repo = Path(__file__).resolve().parents[2]
-    data = make_sample(workdir / "sample", num_images=8, seed=0, kind="sa1b")
+    data = smoke.smoke_sample(workdir, num_images=8)
     if stage == "self_train" and args.data is None:
-        from directsam.labeling.cli import main as label_main
-
-        labels = workdir / "labels"
-        preset = repo / "configs" / "smoke" / "pseudo_label.yaml"
-        code = label_main(["--config", str(preset), "--input", str(data), "--output", str(labels),
-                           "--address", args.address or "local"])  # fmt: skip
-        if code != 0:
-            raise ConfigError(f"--smoke-test: labeling the sample failed (exit {code})")
-        data = labels
-    args.config = args.config or str(repo / "configs" / "smoke" / f"{stage}.yaml")
+        data = _smoke_labels(data, workdir / "labels", args.address)
+    args.config = args.config or smoke.smoke_preset(stage)
     args.data = args.data or str(data)
     args.storage_path = args.storage_path or str(workdir / "runs")
-    args.tracking_uri = args.tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
+    args.tracking_uri = args.tracking_uri or smoke.smoke_tracking_uri(workdir)
 
 
 def _main(args: argparse.Namespace, stage: str) -> int:
@@ -201,12 +208,9 @@ def _parser(prog: str, stage: str) -> argparse.ArgumentParser:
 
 
 def _standalone(prog: str, stage: str, argv: Sequence[str] | None) -> int:
-    args = _parser(prog, stage).parse_args(argv)
-    try:
-        return _main(args, stage)
-    except ConfigError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    return standalone_main(prog, lambda p: add_train_args(p, stage), lambda a: _main(a, stage),
+                           argv, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
 
 
 def pretrain_main(argv: Sequence[str] | None = None) -> int:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-BOUNDARY_COLOUR = (255, 255, 255)
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_RESOLUTION = 1024
+from directsam.cli.flags import add_model_args, add_token_args, token_flag_problems
+from directsam.inference.overlay import overlay_tokens
+from directsam.model.spec import DEFAULT_RESOLUTION, DEFAULT_THRESHOLD
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,31 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a boundary model on image files and write boundary/token/overlay PNGs.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="hub id, checkpoint directory, or scratch:b0..b5 / scratch:tiny (random init)",
-    )
+    add_model_args(p, ("checkpoint",))
     p.add_argument("--output", required=True, help="folder for the PNGs and predictions.jsonl")
-    p.add_argument(
-        "--resolution",
-        type=int,
-        default=None,
-        help=f"model input side (default: the checkpoint's directsam.json, else {DEFAULT_RESOLUTION})",
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help=f"boundary threshold in (0, 1) (default: the checkpoint's, else {DEFAULT_THRESHOLD})",
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="auto = bf16 on CUDA, fp32 on CPU",
-    )
+    add_model_args(p, ("resolution", "threshold", "device", "dtype"))
     p.add_argument(
         "--pyramid",
         type=int,
@@ -65,23 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="LAYERS",
         help="average with LAYERS layers of overlapping crops (bare flag: 1 layer)",
     )
-    p.add_argument(
-        "--max-tokens",
-        type=int,
-        default=None,
-        help="denoise: keep at most this many tokens, merging the smallest into neighbours",
-    )
-    p.add_argument(
-        "--min-area",
-        type=int,
-        default=None,
-        help="denoise: merge tokens smaller than this many pixels into neighbours",
-    )
-    p.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="allow checkpoints that only have pytorch_model.bin (pickle) weights",
-    )
+    add_token_args(p)
+    add_model_args(p, (), allow_pickle=True)
     p.set_defaults(func=run_predict)
 
 
@@ -96,38 +59,6 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError("; ".join(problems))
     preflight.check_output_dir(args.output, "--output")
     preflight.check_checkpoint(args.checkpoint, "--checkpoint", args.allow_pickle)
-
-
-def token_flag_problems(args: argparse.Namespace) -> list[str]:
-    """Messages for bad ``--threshold/--resolution/--max-tokens/--min-area`` values (shared
-    by every command that turns images into tokens)."""
-    problems = []
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        problems.append(f"--threshold must be in (0, 1), got {args.threshold}")
-    if args.resolution is not None and args.resolution < 32:
-        problems.append(f"--resolution must be >= 32, got {args.resolution}")
-    if args.max_tokens is not None and args.max_tokens < 1:
-        problems.append(f"--max-tokens must be >= 1, got {args.max_tokens}")
-    if args.min_area is not None and args.min_area < 0:
-        problems.append(f"--min-area must be >= 0, got {args.min_area}")
-    return problems
-
-
-def token_palette(num_tokens: int, seed: int = 0) -> np.ndarray:
-    """uint8 ``(num_tokens + 1, 3)`` colours; row 0 (boundary) is ``BOUNDARY_COLOUR``."""
-    palette = np.random.default_rng(seed).integers(32, 256, size=(num_tokens + 1, 3))
-    palette[0] = BOUNDARY_COLOUR
-    return palette.astype(np.uint8)
-
-
-def overlay_tokens(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)``: image blended 50/50 with a colour per token, boundary solid."""
-    palette = token_palette(int(labels.max()) if labels.size else 0)
-    colours = palette[labels]
-    blended = (image.astype(np.uint16) + colours) // 2
-    out = blended.astype(np.uint8)
-    out[labels == 0] = BOUNDARY_COLOUR
-    return out
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:

@@ -1,4 +1,4 @@
-"""``directsam evaluate | sweep | compare``: flags -> EvalConfig/SweepConfig -> Ray job -> report.
+"""``directsam evaluate | sweep``: flags -> EvalConfig/SweepConfig -> Ray job -> report.
 
 Named flags are shorthands for config keys (``--resolution`` = ``resolution``); precedence is
 defaults < ``--config`` < flags < ``--set``. Flags default to None so the config stays the
@@ -13,6 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from directsam.cli.command import standalone_main
+from directsam.cli.flags import (
+    add_address_arg,
+    add_smoke_test_arg,
+    add_source_args,
+    add_tracking_args,
+    source_shorthands,
+)
 from directsam.evaluation.config import REGISTRY
 
 # argparse dest -> help; the dest is the config key. Shared by evaluate and sweep.
@@ -28,10 +36,13 @@ EVAL_FLAGS: dict[str, str] = {
     "dtype": "auto | fp32 | fp16 | bf16 (part of the cache key)",
     "cache_dir": "probability cache root (default outputs/eval_cache)",
     "output": "local results folder (default outputs/eval)",
-    "tracking_uri": "MLflow URI (default MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)",
-    "experiment": "MLflow experiment (default directsam-eval)",
     "num_panels": "visual panels for the first N images (default 4)",
     "panel_threshold": "threshold of the panels (default: middle of --thresholds)",
+}
+# The tracking flags (directsam.cli.flags.add_tracking_args) and their help suffixes.
+TRACKING_FLAGS: dict[str, str] = {
+    "tracking_uri": "(default MLFLOW_TRACKING_URI or sqlite:///./mlflow.db) [tracking_uri]",
+    "experiment": "(default directsam-eval) [experiment]",
 }
 SWEEP_FLAGS: dict[str, str] = {
     "tolerances": "comma list of tolerances to sweep (default: --tolerance)",
@@ -60,15 +71,12 @@ SMOKE = {
 
 def _shorthands(sweep: bool) -> dict[str, str]:
     """argparse dest -> config key of every named flag of ``evaluate`` / ``sweep``."""
-    from directsam.data.sources.flags import source_shorthands
-
-    own = {**EVAL_FLAGS, **(SWEEP_FLAGS if sweep else {})}
+    own = {**EVAL_FLAGS, **TRACKING_FLAGS, **(SWEEP_FLAGS if sweep else {})}
     return {**source_shorthands(), **{dest: dest for dest in own}}
 
 
 def _add_args(parser: argparse.ArgumentParser, sweep: bool) -> None:
     from directsam.config import add_config_args
-    from directsam.data.sources.flags import add_source_args
 
     add_config_args(parser)
     flags = {**EVAL_FLAGS, **(SWEEP_FLAGS if sweep else {})}
@@ -78,15 +86,12 @@ def _add_args(parser: argparse.ArgumentParser, sweep: bool) -> None:
             "--" + dest.replace("_", "-"), dest=dest, default=None, help=f"{text} [{dest}]"
         )
     add_source_args(parser.add_argument_group("source"), typed=False, notes=SOURCE_NOTES)
-    parser.add_argument("--no-tracking", dest="tracking", action="store_const", const=False,
-                        default=None, help="do not log to MLflow [tracking=false]")  # fmt: skip
-    parser.add_argument(
-        "--address", default=None, help="Ray address (default RAY_ADDRESS or local)"
-    )
+    add_tracking_args(parser, {**TRACKING_FLAGS, "no_tracking": "[tracking=false]"},
+                      {"no_tracking": "do not log to MLflow"}, no_tracking_dest="tracking")  # fmt: skip
+    add_address_arg(parser)
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray cluster")
-    parser.add_argument(
-        "--smoke-test",
-        action="store_true",
+    add_smoke_test_arg(
+        parser,
         help="tiny end-to-end run: generated 4-image sample, scratch:tiny, 64 px, sqlite in --output",
     )
 
@@ -103,16 +108,15 @@ def _load(cls: type, args: argparse.Namespace, sweep: bool) -> Any:
     names = {key: "--" + dest.replace("_", "-") for dest, key in shorthands.items()}
     values: dict[str, Any] = {}
     if args.smoke_test:
+        from directsam.cli import smoke
+
         values.update(SMOKE)
         out = Path(args.output or "outputs/smoke_eval")
         values["output"] = str(out)
         values["cache_dir"] = str(out / "cache")
-        values["tracking_uri"] = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+        values["tracking_uri"] = smoke.smoke_tracking_uri(out)
         if args.input is None:
-            from directsam.data.sample import make_sample
-
-            sample = make_sample(out / "sample", num_images=4, seed=0, kind="sa1b")
-            values["source.input"] = str(sample)
+            values["source.input"] = str(smoke.smoke_sample(out, num_images=4))
     for dest, key in {**shorthands, "tracking": "tracking"}.items():
         if getattr(args, dest, None) is not None:
             values[key] = getattr(args, dest)
@@ -179,98 +183,8 @@ def _run(args: argparse.Namespace, sweep: bool) -> int:
     return 0
 
 
-def _run_compare(args: argparse.Namespace) -> int:
-    from directsam import preflight as pf
-    from directsam.config import ConfigError
-    from directsam.evaluation.compare import compare
-
-    try:
-        labels = _compare_labels(args.label)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    pf.check_output_file(args.output, "--output")
-    uri = pf.check_tracking(args.tracking_uri, reader=True)
-    assert uri is not None
-    try:
-        text, path, curves = compare(
-            args.experiment, uri, args.output, args.dataset, args.checkpoint,
-            wide=args.wide, labels=labels,
-        )  # fmt: skip
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    except Exception as err:  # noqa: BLE001 - the server went away after the check
-        from directsam.tracking.client import first_line
-
-        raise ConfigError(
-            f"--tracking-uri {uri}: reading MLflow failed ({first_line(err)})"
-        ) from None
-    print(text)
-    if path is not None:
-        print(f"\nplot: {path}")
-    if args.log_run and path is not None:
-        from directsam.evaluation.compare import column_order, log_comparison_run, save_comparison
-
-        files = save_comparison(text, curves, path, args.checkpoint, labels)
-        columns = column_order(curves, args.checkpoint)
-        run_id, warning = log_comparison_run(args.experiment, uri, [path, *files], columns, labels)
-        if warning:
-            print(warning, file=sys.stderr)
-        else:
-            print(f"MLflow: {uri} comparison run {run_id} (experiment {args.experiment})")
-    return 0
-
-
-def _compare_labels(items: list[str] | None) -> dict[str, str]:
-    """``--label SPEC=NAME`` values -> {spec: name}; the last ``=`` splits (specs hold none)."""
-    labels: dict[str, str] = {}
-    for item in items or []:
-        spec, sep, name = item.rpartition("=")
-        if not sep or not spec or not name.strip():
-            raise ValueError(f"--label {item!r}: expected CHECKPOINT=NAME")
-        labels[spec] = name.strip()
-    return labels
-
-
-def _add_compare_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--experiment", default="directsam-eval", help="MLflow experiment (default directsam-eval)"
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow URI (default MLFLOW_TRACKING_URI or ./mlflow.db)",
-    )
-    parser.add_argument("--output", default="recall_vs_tokens.png", help="PNG path of the plot")
-    parser.add_argument(
-        "--dataset", action="append", default=None, help="only this dataset (repeatable)"
-    )
-    parser.add_argument(
-        "--checkpoint",
-        action="append",
-        default=None,
-        help="only this checkpoint (repeatable; --wide columns follow this order)",
-    )
-    parser.add_argument(
-        "--wide",
-        action="store_true",
-        help="one threshold x checkpoint table (recall, tokens) per dataset instead of one per curve",
-    )
-    parser.add_argument(
-        "--label",
-        action="append",
-        default=None,
-        metavar="CHECKPOINT=NAME",
-        help="show CHECKPOINT as NAME in the table and the plot (repeatable)",
-    )
-    parser.add_argument(
-        "--log-run",
-        action="store_true",
-        help="also log the table, its CSV and the plot as a comparison run in --experiment",
-    )
-
-
 def register(subparsers: Any) -> None:
-    """Add ``evaluate``, ``sweep`` and ``compare`` to the ``directsam`` parser."""
+    """Add ``evaluate`` and ``sweep`` to the ``directsam`` parser."""
     p = subparsers.add_parser(
         "evaluate", help="score a checkpoint on a validation split over thresholds"
     )
@@ -281,39 +195,15 @@ def register(subparsers: Any) -> None:
     )
     _add_args(p, sweep=True)
     p.set_defaults(func=lambda a: _run(a, sweep=True))
-    p = subparsers.add_parser(
-        "compare", help="table + recall-vs-tokens plot of an MLflow experiment"
-    )
-    _add_compare_args(p)
-    p.set_defaults(func=_run_compare)
-
-
-def _main(prog: str, argv: Sequence[str] | None, sweep: bool | None) -> int:
-    from directsam.config import ConfigError
-
-    parser = argparse.ArgumentParser(prog=prog)
-    if sweep is None:
-        _add_compare_args(parser)
-    else:
-        _add_args(parser, sweep)
-    args = parser.parse_args(argv)
-    try:
-        return _run_compare(args) if sweep is None else _run(args, sweep)
-    except ConfigError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """``directsam evaluate`` / ``ray_jobs/evaluate.py``; returns the exit code."""
-    return _main("directsam evaluate", argv, sweep=False)
+    return standalone_main("directsam evaluate", lambda p: _add_args(p, sweep=False),
+                           lambda a: _run(a, sweep=False), argv)  # fmt: skip
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> int:
     """``directsam sweep`` / ``ray_jobs/sweep.py``; returns the exit code."""
-    return _main("directsam sweep", argv, sweep=True)
-
-
-def compare_main(argv: Sequence[str] | None = None) -> int:
-    """``directsam compare``; returns the exit code."""
-    return _main("directsam compare", argv, sweep=None)
+    return standalone_main("directsam sweep", lambda p: _add_args(p, sweep=True),
+                           lambda a: _run(a, sweep=True), argv)  # fmt: skip

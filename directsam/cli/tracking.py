@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from directsam.cli.command import standalone_main
+
 
 def _add_replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -61,18 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m directsam.tracking_cli SPOOL``: same as ``directsam tracking replay``."""
-    from directsam.config import ConfigError
-
-    parser = argparse.ArgumentParser(prog="directsam tracking replay", description=__doc__)
-    _add_replay_args(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_replay(args)
-    except ConfigError as err:
-        print(f"directsam tracking replay: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """``directsam tracking replay`` on its own parser (``python -m directsam.cli tracking
+    replay SPOOL`` is the same)."""
+    return standalone_main("directsam tracking replay", _add_replay_args, run_replay, argv,
+                           description=__doc__)  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from directsam import submit
+from directsam.cli import submit
 from directsam.config import ConfigError, config_hash
 
 REPO = Path(__file__).resolve().parents[1]

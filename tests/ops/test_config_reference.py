@@ -45,7 +45,7 @@ def test_every_preset_key_is_documented():
         (path, key)
         for _, path, _ in PRESETS
         for key, _, _, doc in walk(load_class(path)())
-        if not doc and not key.startswith("debug.")
+        if not doc
     ]
     assert not missing, missing
 

@@ -98,11 +98,12 @@ def _tail(path: str, n: int = 3000) -> str:
 
 def _stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM ``ray start --block`` (it stops the processes it started), then SIGKILL what is
-    left of its process group."""
+    left of its process group. A throwaway cluster: 10 s of grace is plenty (its graceful stop
+    can take over 30 s on 2 busy cores, all of it waiting)."""
     pgid = os.getpgid(proc.pid)
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
     try:

@@ -14,12 +14,12 @@ import json
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 SampleKind = Literal["sa1b", "labelmap", "coco"]
-KINDS: tuple[str, ...] = ("sa1b", "labelmap", "coco")
+KINDS: tuple[SampleKind, ...] = get_args(SampleKind)
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 192, 256
 JPEG_QUALITY = 90
 

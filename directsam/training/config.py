@@ -80,6 +80,10 @@ class TrainDataConfig:
     """Rows in each worker's local shuffle buffer (0 = stream order)."""
     prefetch_batches: int = 2
     """Batches each worker prefetches ahead of the GPU."""
+    preserve_order: bool = False
+    """Deliver rows in the source's (seeded) order, so a run repeats exactly: Ray Data otherwise
+    hands on whichever read/decode task finishes first. Costs some overlap between tasks; the
+    smoke presets and the demo turn it on, large runs need not."""
     decode_batch_size: int = 8
     """Rows per Ray Data decode task (one task builds this many targets)."""
     decode_cpus: float = 1.0

@@ -114,6 +114,12 @@ def build_datasets(cfg: TrainConfig) -> tuple[ray.data.Dataset, ray.data.Dataset
     # Only sources that split by sorted id have a held-out part of their own input.
     if cfg.validation.every_steps > 0 and src.type in ("sa1b", "shards"):
         val = rows(cfg, "val", cfg.validation.num_images).map_batches(training_rows, **decode)
+    if d.preserve_order:
+        # Train local mode iterates these datasets as they are; a worker group gets the same
+        # option through the trainer's DataConfig (trainer.py).
+        for ds in (train, val):
+            if ds is not None:
+                ds.context.execution_options.preserve_order = True
     return train, val
 
 

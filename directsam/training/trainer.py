@@ -155,8 +155,19 @@ def build_trainer(
         ),
         datasets=datasets,
         # Only the training split is sharded; rank 0 validates on the whole held-out split.
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=["train"], execution_options=_ingest_options(cfg)
+        ),
     )
+
+
+def _ingest_options(cfg: TrainConfig) -> Any:
+    """Train's default ingest options, in the source's order when ``data.preserve_order``."""
+    import ray.train
+
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = options.preserve_order or cfg.data.preserve_order
+    return options
 
 
 def run_training(

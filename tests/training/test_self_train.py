@@ -248,3 +248,24 @@ def test_failed_held_out_row_does_not_shrink_the_training_count(labeled, tmp_pat
     assert shard_val_keys(str(copy), None, good_only=True) == set()
     cfg = resolve_config(_config(copy))
     assert count_train_images(cfg) == counts["num_good"] == 4
+
+
+def test_preserve_order_gives_the_same_training_rows_in_the_source_order(labeled):
+    """``data.preserve_order`` (on in the smoke presets and the demo): every pass delivers the
+    training rows in shard order (part files, then rows: sorted ids), in local mode (the
+    datasets' own context) and in a worker group (Train's ingest options)."""
+    from directsam.training.data import IMAGE, build_datasets
+    from directsam.training.trainer import _ingest_options, resolve_config
+
+    sample, shards = labeled
+    by_pixels = _image_ids_by_pixels(sample)
+    expected = sorted(i for i in IDS if i not in (BROKEN, VAL_ID))
+    cfg = resolve_config(_config(shards, "data.preserve_order=true"))
+    assert _ingest_options(cfg).preserve_order
+    for _ in range(3):
+        train, _ = build_datasets(cfg)
+        assert train.context.execution_options.preserve_order
+        order = [by_pixels[row[IMAGE].tobytes()] for row in train.iter_rows()]
+        assert order == expected
+    off = resolve_config(_config(shards, "data.preserve_order=false"))
+    assert not build_datasets(off)[0].context.execution_options.preserve_order

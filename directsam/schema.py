@@ -15,6 +15,7 @@ DATASET = "dataset"  # str, registry name or user-given name
 IMAGE_BYTES = "image_bytes"  # binary, the compressed image exactly as stored
 ANNOTATION = "annotation"  # binary or null: the raw annotation (JSON bytes, PNG bytes, ...)
 ANNOTATION_KIND = "annotation_kind"  # str: sa1b | coco | labelmap | none | shard
+LABEL_MODE = "label_mode"  # str: how a label-map annotation is read (single_channel, ...)
 ERROR = "error"  # str or null: "<code>: <detail>"
 
 # --- labeled shards (contract in DESIGN.md) ---------------------------------------------------

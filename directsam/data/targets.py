@@ -20,6 +20,7 @@ from directsam.schema import (
     IMAGE_BYTES,
     IMAGE_ID,
     LABEL_MAP_SIZE_MISMATCH,
+    LABEL_MODE,
     RLE_SIZE_MISMATCH,
     SOURCE_URI,
     WIDTH,
@@ -29,7 +30,6 @@ from directsam.schema import (
 IMAGE = "image"  # uint8 (R, R, 3) decoded + resized image
 TARGET = "target"  # uint8 (R, R) 0/1 human boundary
 HAS_TARGET = "has_target"  # bool: a target was built (annotation present and valid)
-LABEL_MODE = "label_mode"
 
 
 def resize_boundary(mask: npt.NDArray[np.bool_], size: int) -> npt.NDArray[np.bool_]:

@@ -12,9 +12,10 @@ import json
 import time
 from typing import Any
 
+from directsam.data.sources.tarstream import BLOCK, BLOCK_INFO
 from directsam.data.targets import cell_text
 from directsam.labeling.lease import Lease
-from directsam.labeling.stages import BLOCK, BLOCK_INFO, HUMAN_COUNTS, PSEUDO_COUNTS
+from directsam.labeling.stages import HUMAN_COUNTS, PSEUDO_COUNTS
 from directsam.labeling.units import ListedWork, TarWork, unit_of
 from directsam.labeling.writer import block_table, rle_cell, write_block
 from directsam.schema import (

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from directsam.data.sources.tarstream import BLOCK, BLOCK_INFO
 from directsam.data.targets import cell_text
 from directsam.inference.postprocess import pack_boundary, packed_size, unpack_boundary
 from directsam.schema import (
@@ -42,8 +43,6 @@ from directsam.schema import (
 HUMAN_COUNTS = "human_counts"  # str | None: COCO counts of the human boundary at R x R
 PSEUDO_COUNTS = "pseudo_counts"  # str | None: COCO counts of the pseudo boundary at R x R
 PSEUDO_BITS = "pseudo_bits"  # uint8 (N, ceil(R*R/8)): the thresholded map, column-major bits
-BLOCK = "block"  # str: key of the output block (shard) the row belongs to
-BLOCK_INFO = "block_info"  # str | None: tar chunks' closing-row JSON (data.sources.tarstream)
 # str | None: the annotation's error of a row whose image is still to be decoded (GPU decode
 # path). It becomes the row's error unless decoding fails, whose error wins as on the CPU path.
 PENDING_ERROR = "pending_error"

@@ -27,7 +27,13 @@ from directsam.data.sources.shards.layout import (
     part_key,
 )
 from directsam.data.sources.tarstream import BLOCK, TarUnit
-from directsam.labeling.writer import META_CHUNK, BlockPlan, block_status, part_metadata
+from directsam.labeling.writer import (
+    META_CHUNK,
+    BlockPlan,
+    block_status,
+    ids_sha256,
+    part_metadata,
+)
 from directsam.schema import (
     DATASET,
     ERROR,
@@ -70,9 +76,12 @@ class ListedWork:
         return BlockPlan(key, tuple(ids))
 
     def scan(self, generation: str) -> None:
-        """Split blocks into done (a matching shard exists) and pending."""
+        """Split blocks into done (a matching shard exists) and pending: one listing of the
+        generation, then a footer check of the blocks found in it."""
+        on_disk = {part_key(uri) for uri in part_files(generation)}
         for key in self.keys:
-            (self.done if block_status(generation, self.block(key)) else self.pending).append(key)
+            done = key in on_disk and block_status(generation, self.block(key))
+            (self.done if done else self.pending).append(key)
 
     def dataset(self, decode_batch_size: int) -> ray.data.Dataset:
         """Listing rows of the pending blocks, each with its ``block`` key (bytes read later)."""
@@ -115,15 +124,11 @@ class ListedWork:
 
 
 def _ids_sha(ids: Any) -> str:
-    """``ids_sha256`` of an Arrow string column, 65,536 ids at a time."""
-    import hashlib
+    """:func:`ids_sha256` of an Arrow string column, 65,536 ids at a time."""
+    from itertools import chain
 
-    digest = hashlib.sha256()
-    for start in range(0, len(ids), 65_536):
-        for image_id in ids.slice(start, 65_536).to_pylist():
-            digest.update(image_id.encode())
-            digest.update(b"\n")
-    return digest.hexdigest()
+    chunks = (ids.slice(start, 65_536).to_pylist() for start in range(0, len(ids), 65_536))
+    return ids_sha256(chain.from_iterable(chunks))
 
 
 @dataclass

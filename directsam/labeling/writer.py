@@ -14,6 +14,7 @@ row naming the failure, and a re-run reads the rest and replaces it atomically.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,8 @@ class BlockPlan:
         return ids_sha256(self.image_ids)
 
 
-def ids_sha256(image_ids: tuple[str, ...] | list[str]) -> str:
+def ids_sha256(image_ids: Iterable[str]) -> str:
+    """SHA-256 of the ids, each followed by a newline (the ``ids_sha256`` of plans and parts)."""
     digest = hashlib.sha256()
     for image_id in image_ids:
         digest.update(image_id.encode())

@@ -28,7 +28,6 @@ from directsam.data.sources.store import StoreOptions
 from directsam.data.sources.tarstream import (
     BLOCK,
     BLOCK_INFO,
-    LABEL_MODE,
     TarUnit,
     read_unit,
 )
@@ -39,6 +38,7 @@ from directsam.schema import (
     ERROR,
     IMAGE_BYTES,
     IMAGE_ID,
+    LABEL_MODE,
     SOURCE_URI,
 )
 

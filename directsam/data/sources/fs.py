@@ -65,7 +65,11 @@ def register_filesystem(scheme: str, filesystem: Any | None) -> None:
 
 
 def set_store(opts: StoreOptions | None) -> None:
-    """Use ``opts`` for every ``s3://`` URI this process resolves (None: the environment's)."""
+    """Use ``opts`` for every ``s3://`` URI this process resolves (None: the environment's).
+
+    Readers call this per batch: the same settings again keep the tar index cache."""
+    if _STORE == ([] if opts is None else [opts]):
+        return
     _STORE.clear()
     if opts is not None:
         _STORE.append(opts)
@@ -213,20 +217,21 @@ def tar_index(tar_uri: str) -> dict[str, tuple[int, int]]:
 
 
 @functools.lru_cache(maxsize=16)
-def _tar_index_cached(tar_uri: str) -> tuple[tuple[str, tuple[int, int]], ...]:
+def _tar_index_cached(tar_uri: str) -> dict[str, tuple[int, int]]:
+    """The cached index; shared between callers, so read it, never change it."""
     fs, path, _ = resolve(tar_uri)
-    out: list[tuple[str, tuple[int, int]]] = []
+    out: dict[str, tuple[int, int]] = {}
     with fs.open_input_file(path) as f:
         # "r:" on a seekable file reads only the 512-byte headers and seeks over member data.
         with tarfile.open(fileobj=f, mode="r:") as tf:  # type: ignore[arg-type]
             try:
                 for info in tf:
                     if info.isfile():
-                        out.append((info.name, (info.offset_data, info.size)))
+                        out[info.name] = (info.offset_data, info.size)
             except (tarfile.TarError, OSError, EOFError):
                 # Truncated after some members: keep what was indexed (see docstring).
                 pass
-    return tuple(out)
+    return out
 
 
 def read_uri(uri: str, offset: int = -1, size: int = -1) -> bytes:
@@ -246,8 +251,7 @@ def read_uri(uri: str, offset: int = -1, size: int = -1) -> bytes:
         if member is None:
             return _read_whole(uri)
         if offset < 0 or size < 0:
-            index = _tar_index_cached(tar)
-            found = dict(index).get(member)
+            found = _tar_index_cached(tar).get(member)
             if found is None:
                 raise FileNotFoundError(f"no member {member!r} in {tar}")
             offset, size = found

@@ -79,9 +79,6 @@ class ListedPlan:
     items: pa.Table
     store: StoreOptions
 
-    def image_ids(self) -> list[str]:
-        return self.items["image_id"].to_pylist()
-
 
 def tar_plan(
     tars: list[ObjectInfo],

@@ -17,12 +17,11 @@ import numpy as np
 
 from directsam.data.sources import fs
 from directsam.data.sources.listers import plan_source
-from directsam.data.sources.listing import SourceItem, items_of, sorted_unique, table_of
+from directsam.data.sources.listing import SourceItem, items_of, table_of
 from directsam.data.sources.plan import ListedPlan, TarPlan, tar_items
 from directsam.data.sources.spec import SourceSpec
 from directsam.data.sources.store import StoreOptions
-from directsam.data.sources.tarstream import LABEL_MODE
-from directsam.schema import ANNOTATION, ERROR, IMAGE_BYTES, IMAGE_ID, InputError
+from directsam.schema import ANNOTATION, ERROR, IMAGE_BYTES, IMAGE_ID, LABEL_MODE, InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,7 +52,7 @@ def list_source(spec: SourceSpec, store: StoreOptions | None = None) -> list[Sou
     """
     plan = plan_source(spec, store)
     if isinstance(plan, TarPlan):
-        return items_of(sorted_unique(tar_items(plan)))
+        return items_of(tar_items(plan))  # sorted and unique already
     return items_of(plan.items)
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from directsam.data.sources.fs import TAR_SEP
 from directsam.data.sources.objects import (
     ObjectInfo,
     ObjectReadError,
@@ -42,6 +43,7 @@ from directsam.schema import (
     ERROR,
     IMAGE_BYTES,
     IMAGE_ID,
+    LABEL_MODE,
     READ_FAILED,
     SOURCE_URI,
     InputError,
@@ -49,10 +51,8 @@ from directsam.schema import (
 
 IMAGE_EXTS = ("jpg", "jpeg")
 ANNOTATION_EXT = "json"
-TAR_SEP = "::"
 BLOCK = "block"  # str: the output block (chunk) a row belongs to
 BLOCK_INFO = "block_info"  # str | None: JSON on the last row of each chunk (see module doc)
-LABEL_MODE = "label_mode"
 # Byte ranges of the members inside their tar (for ranged re-reads of single members).
 OFFSET_COLUMNS = ("image_offset", "image_size", "annotation_offset", "annotation_size")
 

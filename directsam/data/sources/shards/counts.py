@@ -7,7 +7,6 @@ held-out split of stage 3, the same rows as ``read_source("shards", ..., split="
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
@@ -70,7 +69,7 @@ def shard_val_keys(
     Failed rows count for the split (so it equals the evaluation split) but never train;
     ``good_only`` keeps only the held-out keys whose row is good, for counting.
     """
-    from directsam.data.sources.listing import VAL_FRACTION
+    from directsam.data.sources.listing import split_cut
 
     keys: set[tuple[str, str]] = set()
     for gen in select_generations(shards, checkpoint):
@@ -85,8 +84,6 @@ def shard_val_keys(
                 )
             )
         rows.sort(key=lambda r: r[1])
-        n_val = math.ceil(len(rows) * VAL_FRACTION)
-        keys.update(
-            (str(d), str(i)) for d, i, err in rows[len(rows) - n_val :] if not (good_only and err)
-        )
+        start, stop = split_cut(len(rows), "val")
+        keys.update((str(d), str(i)) for d, i, err in rows[start:stop] if not (good_only and err))
     return keys

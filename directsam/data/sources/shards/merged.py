@@ -2,7 +2,7 @@
 
 Readers pick one generation per dataset by checkpoint (spec or ``checkpoint_sha``,
 ``layout.select_generations``), so a newer generation never changes what an older training run
-read. Failed rows are left out and counted (``counts.merged_label_counts``).
+read. Failed rows are left out and counted (``counts.shard_counts``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from directsam.data.sources.shards.counts import merged_label_counts
+from directsam.data.sources.shards.counts import shard_counts
 from directsam.data.sources.shards.layout import part_files, select_generations
 from directsam.schema import (
     ANNOTATION,
@@ -112,7 +112,7 @@ def read_merged_labels(
 
     gens = select_generations(shards, checkpoint, allow_incomplete)
     files = [f for g in gens for f in part_files(g)]
-    counts = merged_label_counts(shards, checkpoint, allow_incomplete)
+    counts = shard_counts(files, max_reasons=0)
     logger.info(
         "merged labels from %s: %d rows, %d failed rows excluded",
         gens,

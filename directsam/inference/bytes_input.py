@@ -12,12 +12,9 @@ the same ``"<code>: <detail>"`` error, as on the CPU path.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from directsam.schema import IMAGE_DECODE, InputError
 
@@ -44,22 +41,13 @@ class DecodedBatch:
     on_gpu: list[bool]
 
 
-def _uint8_tensor(image: np.ndarray) -> torch.Tensor:
-    import torch
-
-    with warnings.catch_warnings():
-        # Decoded arrays can be read-only views of Pillow buffers; they are only read.
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(np.ascontiguousarray(image))
-
-
 def _cpu_pixels(data: bytes, name: str, resolution: int, device: Any) -> tuple[Any, Any]:
     """The CPU path of one image: (normalised (1, 3, R, R) on device, (H, W))."""
     from directsam.data.decode import decode_image, resize_rgb
-    from directsam.inference.preprocess import preprocess_images
+    from directsam.inference.preprocess import as_tensor, preprocess_images
 
     image = decode_image(data, name)
-    small = _uint8_tensor(resize_rgb(image, resolution))[None]
+    small = as_tensor(resize_rgb(image, resolution))[None]
     if getattr(device, "type", str(device)) == "cuda":
         small = small.pin_memory().to(device, non_blocking=True)
     return preprocess_images(small, resolution, device=device), image.shape[:2]

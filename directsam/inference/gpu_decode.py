@@ -293,11 +293,15 @@ def select_decoder(device: str | torch.device, prefer: str = "auto") -> JpegDeco
 
     Args:
         device: the model's device; anything but an available CUDA device means None.
-        prefer: ``auto`` (nvimgcodec, then torchvision), a decoder name, or ``cpu``.
+        prefer: ``auto`` (nvimgcodec, then torchvision), ``gpu`` (the same, but required), a
+            decoder name, or ``cpu``.
 
     Returns:
         A decoder with ``.name`` and ``.decode(list[bytes]) -> list[uint8 (H, W, 3) | None]``,
         or None. A decoder whose construction fails is skipped (logged), never raised.
+
+    Raises:
+        RuntimeError: ``prefer="gpu"`` and no GPU decoder works on ``device``.
     """
     import torch
 
@@ -305,10 +309,12 @@ def select_decoder(device: str | torch.device, prefer: str = "auto") -> JpegDeco
     if prefer == "cpu":
         _log_once("cpu", "image decode: CPU (Pillow), as configured")
         return None
+    names = list(DECODERS) if prefer in ("auto", "gpu") else [prefer]
     if not _cuda_ready(device):
+        if prefer == "gpu":
+            raise RuntimeError(_required_message(device, names))
         _log_once("no-cuda", f"image decode: CPU (Pillow): model device {device} is not CUDA")
         return None
-    names = list(DECODERS) if prefer == "auto" else [prefer]
     missing = []
     for name in names:
         if name not in DECODERS:
@@ -328,6 +334,8 @@ def select_decoder(device: str | torch.device, prefer: str = "auto") -> JpegDeco
             continue
         _log_once(f"gpu-{name}", f"image decode: GPU ({name}, nvJPEG) on {device}")
         return decoder
+    if prefer == "gpu":
+        raise RuntimeError(_required_message(device, names))
     _log_once(
         "no-package",
         f"image decode: CPU (Pillow): no GPU JPEG decoder on {device} "
@@ -335,6 +343,14 @@ def select_decoder(device: str | torch.device, prefer: str = "auto") -> JpegDeco
         logging.WARNING,
     )
     return None
+
+
+def _required_message(device: Any, names: list[str]) -> str:
+    packages = " or ".join(DECODER_PACKAGES[n] for n in names)
+    return (
+        f"--set compute.image_decode=gpu: no GPU JPEG decoder on {device} (install {packages}"
+        ", or use auto/cpu)"
+    )
 
 
 def resolve_image_decode(setting: str, device: str) -> bool:

@@ -237,7 +237,8 @@ class BoundaryPredictor:
         Args:
             blobs: encoded images. names: per image a name for error messages.
             out_size: output side ``S`` or ``(H, W)``; default the model resolution.
-            image_decode: ``auto`` or ``cpu`` (Pillow only).
+            image_decode: ``auto``, ``gpu`` (a GPU decoder is required: RuntimeError
+                without one) or ``cpu`` (Pillow only).
 
         Returns:
             (float32 ``(B, S, S)`` probabilities, zeros for images that failed to decode;

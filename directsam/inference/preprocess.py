@@ -6,6 +6,7 @@ checkpoints were trained with, while running batched on tensors (and on the GPU 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ def _resize_uint8(batch: torch.Tensor, resolution: int) -> torch.Tensor:
     return torch.clamp(x.round_(), 0.0, 255.0)
 
 
-def _as_tensor(image: np.ndarray) -> torch.Tensor:
+def as_tensor(image: np.ndarray) -> torch.Tensor:
     """Zero-copy view of a (possibly read-only) uint8 array; it is only ever read."""
     import warnings
 
@@ -89,11 +90,22 @@ def preprocess_images(
                 raise ValueError(
                     f"image {i}: expected uint8 (H, W, 3), got {image.dtype} {image.shape}"
                 )
-            pixels = _as_tensor(image).to(target)
+            pixels = as_tensor(image).to(target)
             out.append(_resize_uint8(pixels.permute(2, 0, 1)[None], resolution))
         if not out:
             return torch.empty((0, 3, resolution, resolution), device=target)
         resized = torch.cat(out)
-    mean = torch.tensor(IMAGENET_MEAN, device=resized.device).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=resized.device).view(1, 3, 1, 1) * 255.0
+    mean, std = _mean_std(str(resized.device))
     return resized.sub_(mean).div_(std).contiguous()
+
+
+@functools.lru_cache(maxsize=8)
+def _mean_std(device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std x 255 as ``(1, 3, 1, 1)`` float32 on ``device``, made once per
+    device: building them per call is a host-to-device copy that waits for the GPU, and the
+    GPU decode path preprocesses one image at a time."""
+    import torch
+
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
+    return mean, std

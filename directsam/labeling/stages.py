@@ -174,7 +174,7 @@ class LabelPredictor:
         allow_pickle: bool = False,
         image_decode: str = "cpu",
     ):
-        from directsam.inference.gpu_decode import DECODER_PACKAGES, select_decoder
+        from directsam.inference.gpu_decode import select_decoder
         from directsam.inference.predictor import BoundaryPredictor
 
         self.predictor = BoundaryPredictor(
@@ -189,14 +189,8 @@ class LabelPredictor:
         self.resolution = int(resolution)
         self.threshold = float(threshold)
         self.decoder = None
-        if image_decode != "cpu":
-            self.decoder = select_decoder(self.predictor.device, "auto")
-            if self.decoder is None and image_decode == "gpu":
-                raise RuntimeError(
-                    "--set compute.image_decode=gpu: no GPU JPEG decoder on "
-                    f"{self.predictor.device} (install {' or '.join(DECODER_PACKAGES.values())}"
-                    ", or use auto/cpu)"
-                )
+        if image_decode != "cpu":  # "gpu" raises when no GPU decoder works here
+            self.decoder = select_decoder(self.predictor.device, image_decode)
 
     def _forward(self, pixels: Any) -> np.ndarray:
         """float (n, 3, R, R) normalised pixels -> uint8 (n, packed) thresholded bits."""

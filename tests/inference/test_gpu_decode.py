@@ -153,6 +153,19 @@ def test_unknown_decoder_name_is_refused(fresh_choice):
         select_decoder("cuda", "nvdec")
 
 
+def test_gpu_required_raises_naming_the_packages_where_auto_falls_back(fresh_choice):
+    fresh_choice("nvimgcodec", False)
+    fresh_choice("torchvision", False)
+    assert select_decoder("cuda", "auto") is None
+    with pytest.raises(RuntimeError, match="image_decode=gpu: no GPU JPEG decoder on cuda") as err:
+        select_decoder("cuda", "gpu")
+    assert "nvidia-nvimgcodec-cu12" in str(err.value)
+    with pytest.raises(RuntimeError, match="no GPU JPEG decoder on cpu"):
+        select_decoder("cpu", "gpu")  # no CUDA at all
+    fresh_choice("torchvision", True)
+    assert select_decoder("cuda", "gpu").name == "torchvision"
+
+
 def test_pipeline_setting_resolution(monkeypatch):
     monkeypatch.setattr(gpu_decode, "available_decoders", lambda: ["torchvision"])
     assert resolve_image_decode("auto", "cuda") is True

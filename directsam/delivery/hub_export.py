@@ -74,15 +74,12 @@ def eval_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "No evaluation runs were found for this checkpoint."
 
-    def num(v: Any, digits: int) -> str:
-        return "-" if v is None else f"{float(v):.{digits}f}"
-
     heads = ["dataset", "resolution", "tolerance", "threshold", *(h for _, h in CARD_COLUMNS)]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
         cells = [str(r["dataset"]), str(r["resolution"]), str(r["tolerance"])]
         cells.append(f"{float(r['threshold']):g}")
-        cells += [num(r.get(m.name), m.digits) for m, _ in CARD_COLUMNS]
+        cells += [table.format_value(r.get(m.name), m.digits) for m, _ in CARD_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

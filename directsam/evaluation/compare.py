@@ -136,13 +136,6 @@ def plot_comparison(
     return path
 
 
-def _num(value: Any, width: int, digits: int) -> str:
-    """``value`` right-aligned with ``digits`` decimals; ``-`` for a missing or NaN value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{'-':>{width}}"
-    return f"{float(value):>{width}.{digits}f}"
-
-
 def column_order(
     curves: dict[tuple[Any, ...], list[dict[str, Any]]], checkpoints: list[str] | None
 ) -> list[str]:
@@ -196,17 +189,14 @@ def format_wide(
         for threshold, cells in by_threshold.items():
             line = f"{threshold:>9.3g}"
             for c in cols:
-                row = cells.get(c)
-                if row is None:
-                    line += f"  {'-':>{width - 8}}  {'-':>6}"
-                else:
-                    recall = _num(row.get(table.MEAN_RECALL.name), width - 8, 3)
-                    tokens = _num(row.get(table.MEAN_NUM_TOKENS.name), 6, 1)
-                    line += f"  {recall}  {tokens}"
+                row = cells.get(c, {})  # a checkpoint without this threshold: "-" cells
+                recall = table.format_value(row.get(table.MEAN_RECALL.name), 3, width - 8)
+                tokens = table.format_value(row.get(table.MEAN_NUM_TOKENS.name), 1, 6)
+                line += f"  {recall}  {tokens}"
             lines.append(line)
         for c, name in zip(cols, names):
             first = curves[(c, dataset, res, tol)][0]
-            images = _num(first.get(table.NUM_IMAGES.name), 0, 0).strip()
+            images = table.format_value(first.get(table.NUM_IMAGES.name), 0)
             alias = f"{name} = " if name != c else ""
             lines.append(f"  {alias}{c} (sweep {first['sweep_id']}, {images} images)")
         blocks.append("\n".join(lines))

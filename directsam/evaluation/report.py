@@ -168,15 +168,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     header = [f"{'threshold':>9}", *(f"{head:>{w}}" for _, head, w in TABLE_COLUMNS)]
     lines = ["  ".join(header)]
     for r in sorted(rows, key=lambda r: float(r["threshold"])):
-        cells = [_num(r.get(m.name), w, m.digits) for m, _, w in TABLE_COLUMNS]
+        cells = [table.format_value(r.get(m.name), m.digits, w) for m, _, w in TABLE_COLUMNS]
         lines.append("  ".join([f"{float(r['threshold']):>9.3g}", *cells]))
     return "\n".join(lines)
-
-
-def _num(value: Any, width: int, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{'-':>{width}}"
-    return f"{float(value):>{width}.{digits}f}"
 
 
 def log_trial_runs(

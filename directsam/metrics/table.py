@@ -16,6 +16,7 @@ is accepted as well (``recall < 0``: skipped).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -99,6 +100,14 @@ CONTOUR_METRICS: tuple[Metric, ...] = (MEAN_RECALL, MEAN_NUM_TOKENS, NUM_IMAGES,
 VALIDATION_PREFIX = "val_"
 VALIDATION_LOGGED: tuple[Metric, ...] = (MEAN_RECALL, MEAN_NUM_TOKENS)
 """The validation metrics training logs to MLflow at each validation step."""
+
+
+def format_value(value: Any, digits: int, width: int = 0) -> str:
+    """``value`` right-aligned in ``width`` with ``digits`` decimals (a metric's ``digits``);
+    ``-`` for a missing or NaN value (e.g. a mean over no scored image)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{'-':>{width}}"
+    return f"{float(value):>{width}.{digits}f}"
 
 
 def validation_name(metric: Metric) -> str:

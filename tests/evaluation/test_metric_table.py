@@ -86,7 +86,8 @@ def test_model_card_table_is_unchanged():
         table.MEAN_NUM_TOKENS, table.MEAN_RECALL, table.MEAN_PRECISION, table.MEAN_F1,
         table.NUM_IMAGES,
     ]  # fmt: skip
-    rows = [ROWS[0], {**ROWS[0], "threshold": 0.3, "mean_precision": None, "mean_f1": None}]
+    # None (not logged) and NaN (a mean over no scored image) both print as "-".
+    rows = [ROWS[0], {**ROWS[0], "threshold": 0.3, "mean_precision": None, "mean_f1": math.nan}]
     assert hub_export.eval_table(rows) == (
         "| dataset | resolution | tolerance | threshold | mean tokens | mean contour recall "
         "| mean precision | mean F1 | images |\n"

@@ -184,3 +184,11 @@ def test_token_connectivity_is_named_once() -> None:
             ):
                 literal.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert literal == []
+
+
+def test_format_value_prints_missing_and_nan_as_a_dash() -> None:
+    assert table.format_value(0.81234, 4) == "0.8123"
+    assert table.format_value(12.25, 1, 6) == "  12.2"
+    assert table.format_value(6, 0) == "6"
+    assert table.format_value(None, 3, 5) == "    -"
+    assert table.format_value(math.nan, 3) == "-"

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from directsam.cli.smoke import smoke_preset, smoke_tracking_uri
+
 #: Side of the square model input in every stage (a multiple of 32; small so CPUs cope).
 RESOLUTION = 128
 #: Dataset name prefix of the generated sample (shard folders, MLflow tags).
@@ -86,10 +87,6 @@ def _at_end(steps: int) -> list[str]:
     return ["--set", f"validation.every_steps={steps}", "--set", f"checkpoint.every_steps={steps}"]
 
 
-def _config(name: str) -> str:
-    return str(REPO / "configs" / "smoke" / name)
-
-
 def _timed(result: DemoResult, stage: str, log: Callable[[str], None]) -> Any:
     class _Timer:
         def __enter__(self) -> None:
@@ -111,7 +108,9 @@ def _train(stage: str, argv: list[str], log: Callable[[str], None]) -> dict[str,
     cli.add_train_args(parser, stage)
     cmd = "pretrain" if stage == "pretrain" else "self-train"
     log("equivalent: directsam " + cmd + " " + shlex.join(argv))
-    return cli.run_job(cli.build_config(parser.parse_args(argv), stage))
+    cfg = cli.build_config(parser.parse_args(argv), stage)
+    cli.preflight(cfg)  # the checks the command runs before Ray work
+    return cli.run_job(cfg)
 
 
 def _label(argv: list[str], log: Callable[[str], None]) -> dict[str, Any]:
@@ -120,7 +119,9 @@ def _label(argv: list[str], log: Callable[[str], None]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="label")
     cli.add_label_args(parser)
     log("equivalent: directsam label " + shlex.join(argv))
-    return cli.run_job(cli.build_config(parser.parse_args(argv)), log=log)
+    cfg = cli.build_config(parser.parse_args(argv))
+    cli.preflight(cfg)
+    return cli.run_job(cfg, log=log)
 
 
 def _command(
@@ -200,7 +201,7 @@ def run_demo(
 
     out = Path(output).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{out / 'mlflow.db'}"
+    uri = smoke_tracking_uri(out)
     result = DemoResult(output=out, tracking_uri=uri, sample=out / "sample")
     common = ["--tracking-uri", uri]
     train_part, unlabeled_part, val_part = (result.sample / p for p, _ in PARTS)
@@ -239,7 +240,7 @@ def run_demo(
     try:
         with _timed(result, "stage 1: pretrain", log):
             s1 = _train("pretrain", [
-                "--config", _config("pretrain.yaml"), "--data", str(train_part),
+                "--config", smoke_preset("pretrain"), "--data", str(train_part),
                 "--dataset", f"{DATASET}-train", "--init", "scratch:b0",
                 "--max-steps", str(pretrain_steps), *_at_end(pretrain_steps), *train_common,
             ], log)  # fmt: skip
@@ -248,7 +249,7 @@ def run_demo(
 
         with _timed(result, "stage 2: pseudo-label", log):
             s2 = _label([
-                "--config", _config("pseudo_label.yaml"), "--source", "sa1b",
+                "--config", smoke_preset("pseudo_label"), "--source", "sa1b",
                 "--input", str(unlabeled_part), "--dataset", f"{DATASET}-unlabeled",
                 "--output", str(out / "labels"), "--checkpoint", result.stage1_checkpoint,
                 "--resolution", str(RESOLUTION), "--threshold", str(THRESHOLD),
@@ -257,11 +258,12 @@ def run_demo(
             if not s2.get("complete") or not s2.get("num_good"):
                 raise RuntimeError(f"pseudo-labeling wrote no complete generation: {s2}")
             result.shards = str(s2["generation"])
-            _record_latest_run(result, uri, "label", "directsam-label")
+            if s2.get("mlflow_run_id"):
+                result.mlflow_runs["label"] = str(s2["mlflow_run_id"])
 
         with _timed(result, "stage 3: self-train", log):
             s3 = _train("self_train", [
-                "--config", _config("self_train.yaml"), "--data", str(out / "labels"),
+                "--config", smoke_preset("self_train"), "--data", str(out / "labels"),
                 "--init", result.stage1_checkpoint, "--max-steps", str(self_train_steps),
                 *_at_end(self_train_steps), *train_common,
             ], log)  # fmt: skip
@@ -300,7 +302,7 @@ def _evaluate(
     for name, checkpoint in result.checkpoints.items():
         with _timed(result, f"evaluate {name}", log):
             _command("sweep", sweep_main, [
-                "--config", _config("sweep.yaml"), "--checkpoint", checkpoint,
+                "--config", smoke_preset("sweep"), "--checkpoint", checkpoint,
                 "--source", "sa1b", "--input", str(val_part), "--dataset", f"{DATASET}-val",
                 "--split", "all", "--num-samples", str(num_images),
                 "--resolution", str(RESOLUTION), "--thickness", "2", "--tolerance", "5",
@@ -370,7 +372,6 @@ def _record_latest_run(
 def format_summary(result: DemoResult, wall_s: float) -> str:
     """The closing message: the comparison table, where everything is, how to open MLflow."""
     out = result.output
-    db = out / "mlflow.db"
     lines = [
         "",
         f"DirectSAM demo finished in {wall_s / 60:.1f} min ({wall_s:.0f} s).",
@@ -398,7 +399,7 @@ def format_summary(result: DemoResult, wall_s: float) -> str:
     lines += [
         "",
         "Open the runs in MLflow (then browse http://127.0.0.1:5000):",
-        f"  .venv/bin/mlflow ui --backend-store-uri sqlite:///{db} "
+        f"  .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri} "
         f"--default-artifact-root {out / 'mlartifacts'} --host 127.0.0.1 --port 5000",
         "Segment your own image with the stage 3 checkpoint:",
         f"  .venv/bin/directsam predict --checkpoint {result.stage3_checkpoint} "

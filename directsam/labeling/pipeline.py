@@ -266,7 +266,8 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
             f"{len(work.pending)} {'blocks' if isinstance(work, ListedWork) else 'tars'} to do"
         )
         stats = _run_pending(cfg, work, generation, constants, thickness, store, lease, log)
-        counts = shard_counts(layout.part_files(generation))
+        files = layout.part_files(generation)
+        counts = shard_counts(files)
         complete = work.complete()
         summary = {
             "dataset": dataset,
@@ -280,7 +281,7 @@ def run_labeling(cfg: LabelConfig, log: Any = print) -> dict[str, Any]:
             "num_units": len(work.keys) if isinstance(work, ListedWork) else len(work.units),
             "num_blocks": len(work.keys)
             if isinstance(work, ListedWork)
-            else len(layout.part_files(generation)),
+            else len(files),
             "blocks_skipped": kept,
             "blocks_written": len(work.written),
             "units_to_retry": sorted(getattr(work, "retrying", set())),
